@@ -1,0 +1,62 @@
+"""Shared helpers for benchmarks: machine description and atomic updates of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+BENCHMARKS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nEach section is written by the script it names; re-run that script to refresh it.\n"
+
+
+def machine_description() -> str:
+    """One line naming CPU count, torch version and the GPU (if any)."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{platform.machine()} {platform.processor() or ''} ({os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads), {gpu}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}"
+    ).replace("  ", " ")
+
+
+def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def write_section(name: str, body: str, command: str) -> None:
+    """Replace (or append) the section ``name`` of BENCHMARKS.md, atomically.
+
+    The section records the command that produced it and the machine it ran on.
+    """
+    text = BENCHMARKS_FILE.read_text() if BENCHMARKS_FILE.exists() else HEADER
+    section = (
+        f"<!-- bench:{name} -->\n## {name}\n\n"
+        f"Command: `{command}`  \nMachine: {machine_description()}  \n"
+        f"Date: {time.strftime('%Y-%m-%d')}\n\n{body.strip()}\n<!-- /bench:{name} -->\n"
+    )
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    fd, tmp = tempfile.mkstemp(dir=BENCHMARKS_FILE.parent, prefix=".BENCHMARKS.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, BENCHMARKS_FILE)

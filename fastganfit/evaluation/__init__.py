@@ -1,0 +1,1 @@
+"""Evaluation: mesh distances, alignment, ICP and the MICC / NoW / synthetic protocols."""

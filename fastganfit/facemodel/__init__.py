@@ -1,0 +1,1 @@
+"""Face models: the 3D morphable model, camera and illumination."""

@@ -1,0 +1,1 @@
+"""Perception networks: face recognition (identity) and face-chip alignment."""

@@ -1,0 +1,1 @@
+"""Differentiable rendering of textured face meshes."""
