@@ -1,0 +1,113 @@
+"""Illumination models with zero-centred parameters (all zeros = white ambient light of intensity 1).
+
+Both models shade in the view frame (camera at the origin looking down -Z, see ``camera.py``) and
+share one interface: ``num_params`` and ``shade(albedo, normals, view_dirs, params)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _check_params(name: str, params: torch.Tensor, num_params: int) -> None:
+    if params.ndim != 2 or params.shape[1] != num_params:
+        raise ValueError(f"{name} params: expected [B, {num_params}], got {list(params.shape)}")
+
+
+def _per_pixel(params: torch.Tensor) -> torch.Tensor:
+    """``[B, C]`` -> ``[B, C, 1, 1]`` for broadcasting over an image."""
+    return params[:, :, None, None]
+
+
+class PhongLighting(nn.Module):
+    """GANFit's illumination: ambient + one directional light with colour, Phong shading.
+
+    Parameters ``[B, 10]``: ambient colour offset (3; ambient = 1 + a), directional colour (3; zero =
+    no directional light), direction offset (3; direction towards the light = normalise(d + (0, 0, 1)),
+    so zero is a light at the camera) and specular strength (1; white highlights, fixed shininess).
+
+    ``colour = albedo * (ambient + colour_d * max(0, n.l)) + s * max(0, r.v) ** shininess``.
+    """
+
+    num_params = 10
+
+    def __init__(self, shininess: float = 20.0) -> None:
+        super().__init__()
+        self.shininess = float(shininess)
+
+    def shade(
+        self, albedo: torch.Tensor, normals: torch.Tensor, view_dirs: torch.Tensor, params: torch.Tensor
+    ) -> torch.Tensor:
+        """Shaded colour ``[B, 3, H, W]`` from albedo, unit normals and unit directions to the camera.
+
+        ``albedo``, ``normals`` and ``view_dirs`` are ``[B, 3, H, W]``; ``params`` is ``[B, 10]``.
+        """
+        _check_params("Phong lighting", params, self.num_params)
+        ambient = (1.0 + _per_pixel(params[:, 0:3])).clamp(min=0.0)
+        diffuse_colour = _per_pixel(params[:, 3:6])
+        to_light = F.normalize(params[:, 6:9] + params.new_tensor([0.0, 0.0, 1.0]), dim=1)
+        to_light = _per_pixel(to_light)
+        specular = _per_pixel(params[:, 9:10])
+        n_dot_l = (normals * to_light).sum(1, keepdim=True)
+        diffuse = diffuse_colour * n_dot_l.clamp(min=0.0)
+        reflected = 2.0 * n_dot_l * normals - to_light
+        r_dot_v = (reflected * view_dirs).sum(1, keepdim=True).clamp(min=0.0)
+        highlight = specular * r_dot_v.pow(self.shininess) * (n_dot_l > 0)
+        return albedo * (ambient + diffuse) + highlight
+
+
+class SphericalHarmonicsLighting(nn.Module):
+    """Second-order spherical-harmonics irradiance (9 coefficients per colour channel).
+
+    Parameters ``[B, 27]`` ordered ``[coefficient, channel]``; the DC term is offset so that all
+    zeros give irradiance 1 (white ambient light). ``colour = albedo * sum_k c_k Y_k(n)``.
+    """
+
+    num_params = 27
+
+    def shade(
+        self, albedo: torch.Tensor, normals: torch.Tensor, view_dirs: torch.Tensor, params: torch.Tensor
+    ) -> torch.Tensor:
+        """Shaded colour ``[B, 3, H, W]``; ``view_dirs`` is unused (diffuse only)."""
+        del view_dirs
+        _check_params("spherical-harmonics lighting", params, self.num_params)
+        basis = sh_basis(normals)
+        coefficients = params.view(-1, 9, 3)
+        dc = coefficients.new_zeros(9, 3)
+        dc[0] = 1.0 / SH_CONSTANTS[0]
+        coefficients = coefficients + dc
+        irradiance = torch.einsum("bkhw,bkc->bchw", basis, coefficients)
+        return albedo * irradiance
+
+
+SH_CONSTANTS = (
+    0.5 / math.sqrt(math.pi),
+    math.sqrt(3.0 / (4.0 * math.pi)),
+    0.5 * math.sqrt(15.0 / math.pi),
+    0.25 * math.sqrt(5.0 / math.pi),
+    0.25 * math.sqrt(15.0 / math.pi),
+)
+
+
+def sh_basis(normals: torch.Tensor) -> torch.Tensor:
+    """Real spherical-harmonics basis ``[B, 9, H, W]`` of unit ``normals [B, 3, H, W]`` (bands 0-2)."""
+    x, y, z = normals.unbind(1)
+    c0, c1, c2, c3, c4 = SH_CONSTANTS
+    return torch.stack(
+        [
+            torch.full_like(x, c0),
+            c1 * y,
+            c1 * z,
+            c1 * x,
+            c2 * x * y,
+            c2 * y * z,
+            c3 * (3.0 * z * z - 1.0),
+            c2 * x * z,
+            c4 * (x * x - y * y),
+        ],
+        dim=1,
+    )
