@@ -36,7 +36,7 @@ def rasterize_torch(screen: torch.Tensor, faces: torch.Tensor, image_size: tuple
 def _rasterize_one(vertices: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
     height, width = image_size
     device = vertices.device
-    tri = vertices[faces].double()
+    tri = vertices[faces].float()
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
     x_lo = x.min(1).values.ceil().clamp(min=0)
     x_hi = x.max(1).values.floor().clamp(max=width - 1)
@@ -50,8 +50,8 @@ def _rasterize_one(vertices: torch.Tensor, faces: torch.Tensor, image_size: tupl
     face_of = torch.repeat_interleave(torch.arange(faces.shape[0], device=device), count)
     first = torch.cumsum(count, 0) - count
     offset = torch.arange(face_of.numel(), device=device) - first[face_of]
-    px = x_lo[face_of] + (offset % box_w[face_of]).double()
-    py = y_lo[face_of] + torch.div(offset, box_w[face_of], rounding_mode="floor").double()
+    px = x_lo[face_of] + (offset % box_w[face_of]).float()
+    py = y_lo[face_of] + torch.div(offset, box_w[face_of], rounding_mode="floor").float()
 
     xf, yf, zf = x[face_of], y[face_of], z[face_of]
     w0 = (xf[:, 1] - px) * (yf[:, 2] - py) - (xf[:, 2] - px) * (yf[:, 1] - py)

@@ -1,0 +1,72 @@
+"""Random face parameters: identity, expression, pose, light and skin tone, for demos and synthetic data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from fastganfit.facemodel.camera import PITCH, ROLL, YAW, PerspectiveCamera
+from fastganfit.facemodel.lighting import PhongLighting
+from fastganfit.facemodel.morphable import MorphableModel
+
+SKIN_TONES = torch.tensor(
+    [[0.93, 0.76, 0.65], [0.85, 0.64, 0.52], [0.72, 0.52, 0.40], [0.55, 0.38, 0.28], [0.38, 0.26, 0.19]]
+)
+
+
+@dataclass
+class RandomFaces:
+    """A batch of sampled faces: ``shape [B,Ks]``, ``expression [B,Ke]``, ``camera [B,7]``,
+    ``light [B,10]`` (Phong) and ``skin [B,3]`` (a flat albedo colour in [0, 1])."""
+
+    shape: torch.Tensor
+    expression: torch.Tensor
+    camera: torch.Tensor
+    light: torch.Tensor
+    skin: torch.Tensor
+
+
+def sample_random_faces(
+    model: MorphableModel,
+    batch_size: int,
+    generator: torch.Generator,
+    shape_std: float = 1.0,
+    expression_max: float = 0.5,
+    expression_fraction: float = 0.15,
+    max_yaw_degrees: float = 45.0,
+    max_pitch_degrees: float = 20.0,
+    max_roll_degrees: float = 10.0,
+) -> RandomFaces:
+    """Sample faces with N(0, shape_std^2) identity, a few active expressions, uniform pose and light.
+
+    Each expression blendshape is active with probability ``expression_fraction`` with a weight
+    uniform in ``[0, expression_max]`` (blendshape weights are one-sided). Pose angles are uniform in
+    the given ranges; the light has a random direction, colour temperature and strength.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+    def uniform(*size: int) -> torch.Tensor:
+        return torch.rand(*size, generator=generator)
+
+    shape = torch.randn(batch_size, model.num_shape, generator=generator) * shape_std
+    active = uniform(batch_size, model.num_expression) < expression_fraction
+    expression = active * uniform(batch_size, model.num_expression) * expression_max
+    camera = torch.zeros(batch_size, PerspectiveCamera.num_params)
+    for index, limit in ((YAW, max_yaw_degrees), (PITCH, max_pitch_degrees), (ROLL, max_roll_degrees)):
+        camera[:, index] = (uniform(batch_size) * 2 - 1) * math.radians(limit)
+    light = torch.zeros(batch_size, PhongLighting.num_params)
+    strength = 0.3 + 0.5 * uniform(batch_size, 1)
+    warmth = torch.cat([torch.ones(batch_size, 1), 0.9 + 0.1 * uniform(batch_size, 2)], dim=1)
+    light[:, 0:3] = -strength * warmth
+    light[:, 3:6] = strength * warmth
+    light[:, 6:9] = (uniform(batch_size, 3) * 2 - 1) * torch.tensor([1.5, 1.0, 0.3])
+    light[:, 9] = 0.15 * uniform(batch_size)
+    tone = uniform(batch_size) * (len(SKIN_TONES) - 1)
+    low = tone.floor().long()
+    high = (low + 1).clamp(max=len(SKIN_TONES) - 1)
+    blend = (tone - low).unsqueeze(1)
+    skin = SKIN_TONES[low] * (1 - blend) + SKIN_TONES[high] * blend
+    return RandomFaces(shape, expression, camera, light, skin)
