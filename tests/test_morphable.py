@@ -42,3 +42,13 @@ def test_bad_inputs_are_named(ict_model: MorphableModel) -> None:
     with pytest.raises(ValueError, match="faces: indices"):
         MorphableModel(torch.zeros(3, 3), torch.zeros(1, 3, 3), torch.zeros(1, 3, 3), torch.tensor([[0, 1, 5]]),
                        torch.tensor([0]))
+
+
+def test_inconsistent_buffers_are_named() -> None:
+    mean, basis, faces = torch.zeros(3, 3), torch.zeros(1, 3, 3), torch.tensor([[0, 1, 2]])
+    with pytest.raises(ValueError, match="landmark_indices"):
+        MorphableModel(mean, basis, basis, faces, torch.tensor([-1]))
+    with pytest.raises(ValueError, match="face_uvs: indices"):
+        MorphableModel(mean, basis, basis, faces, torch.tensor([0]), uvs=torch.zeros(2, 2), face_uvs=faces)
+    with pytest.raises(ValueError, match="expression_names: 2 names for 1"):
+        MorphableModel(mean, basis, basis, faces, torch.tensor([0]), expression_names=["a", "b"])

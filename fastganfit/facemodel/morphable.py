@@ -50,13 +50,22 @@ class MorphableModel(nn.Module):
         if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= num_vertices):
             low, high = int(faces.min()), int(faces.max())
             raise ValueError(f"faces: indices must lie in [0, {num_vertices}), got [{low}, {high}]")
-        if landmark_indices.ndim != 1 or (landmark_indices.numel() and int(landmark_indices.max()) >= num_vertices):
-            raise ValueError(f"landmark_indices: expected a 1-D tensor of vertex indices below {num_vertices}")
+        landmarks_in_range = not landmark_indices.numel() or (
+            int(landmark_indices.min()) >= 0 and int(landmark_indices.max()) < num_vertices
+        )
+        if landmark_indices.ndim != 1 or not landmarks_in_range:
+            raise ValueError(f"landmark_indices: expected a 1-D tensor of vertex indices in [0, {num_vertices})")
         if (uvs is None) != (face_uvs is None):
             raise ValueError("uvs and face_uvs must be given together")
         if face_uvs is not None:
             _check_shape("face_uvs", face_uvs, tuple(faces.shape))
             _check_shape("uvs", uvs, (uvs.shape[0], 2))
+            if face_uvs.numel() and (int(face_uvs.min()) < 0 or int(face_uvs.max()) >= uvs.shape[0]):
+                raise ValueError(f"face_uvs: indices must lie in [0, {uvs.shape[0]}) (the number of uvs)")
+        if expression_names is not None and len(expression_names) != expression_basis.shape[0]:
+            raise ValueError(
+                f"expression_names: {len(expression_names)} names for {expression_basis.shape[0]} expression modes"
+            )
         self.register_buffer("mean", mean.float())
         self.register_buffer("shape_basis", shape_basis.float())
         self.register_buffer("expression_basis", expression_basis.float())
