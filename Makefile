@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) train.py experiment=demo
+	$(PY) scripts/render_random_faces.py
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -26,6 +26,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/render.py
+	$(PY) bench/identity.py
+	$(PY) bench/evaluate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
