@@ -1,7 +1,7 @@
-"""Training entry point (Hydra): ``python train.py experiment=...``.
+"""Training entry point (Hydra): ``python train.py experiment=NAME [trainer=cpu|gpu|ddp|slurm] [logger=csv|wandb]``.
 
-The Fast-GANFit regressor, its losses and LightningModule are not built yet; until they are, this
-entry point composes its configuration (so config errors show up early) and exits with status 2.
+The experiment config provides ``model`` (a LightningModule) and ``data`` (a LightningDataModule);
+``ckpt_path=...`` resumes a run with its optimiser state and step.
 """
 
 from __future__ import annotations
@@ -9,18 +9,28 @@ from __future__ import annotations
 import sys
 
 import hydra
-from omegaconf import DictConfig
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fastganfit.training import prepare_logger_environment
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    del cfg
-    print(
-        "error: training is not available yet (the regressor and LightningModule are still to be built). "
-        "Meanwhile `python scripts/render_random_faces.py` renders random faces with the face model.",
-        file=sys.stderr,
-    )
-    sys.exit(2)
+    if cfg.model is None or cfg.data is None:
+        experiments = "texture_gan, texture_gan_procedural"
+        print(f"error: choose an experiment, e.g. `python train.py experiment=texture_gan_procedural` ({experiments})",
+              file=sys.stderr)
+        sys.exit(2)
+    L.seed_everything(cfg.seed, workers=True)
+    prepare_logger_environment(OmegaConf.select(cfg, "logger._target_"))
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
+    trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    module = instantiate(cfg.model, _convert_="all")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
 
 if __name__ == "__main__":

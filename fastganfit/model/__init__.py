@@ -1,0 +1,1 @@
+"""Lightning modules and the networks only training needs (discriminators)."""

@@ -1,0 +1,156 @@
+"""TextureGANModule: trains the UV-texture generator that GANFit uses, frozen, as its texture prior."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from fastganfit.facemodel.texture_generator import TextureGenerator
+from fastganfit.io.atomic import atomic_write
+from fastganfit.model.discriminator import TextureDiscriminator
+from fastganfit.model.image_logging import log_image_grid
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating GAN loss for D: ``softplus(-D(real)) + softplus(D(fake))``, averaged."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating GAN loss for G: ``softplus(-D(G(z)))``, averaged."""
+    return F.softplus(-fake_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 gradient penalty ``E ||dD(x)/dx||^2`` on real samples (``real`` must require grad)."""
+    (gradient,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return gradient.square().flatten(1).sum(1).mean()
+
+
+class TextureGANModule(L.LightningModule):
+    """Non-saturating GAN with lazy R1 regularisation and an exponential moving average of G.
+
+    Batches are dicts with ``texture [B, 3, R, R]`` in [0, 1] and optionally ``mask [B, 1, R, R]``
+    (1 = observed texel). With ``masked_loss=True`` both real and generated textures are multiplied by
+    the real sample's mask before the discriminator, so unobserved texels never affect either loss
+    (partial UV maps, e.g. unwrapped from photos). Sample grids of the EMA generator go to the logger
+    every ``sample_every_n_steps`` iterations. Lightning's ``max_steps`` counts optimiser steps: two
+    (D, then G) per iteration.
+    """
+
+    def __init__(
+        self,
+        generator: dict[str, Any] | None = None,
+        discriminator: dict[str, Any] | None = None,
+        lr: float = 0.002,
+        betas: tuple[float, float] = (0.0, 0.99),
+        r1_gamma: float = 1.0,
+        r1_interval: int = 4,
+        ema_decay: float = 0.999,
+        masked_loss: bool = False,
+        sample_every_n_steps: int = 200,
+        num_samples: int = 16,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = TextureGenerator(**(generator or {}))
+        self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        resolution = self.generator.resolution
+        self.discriminator = TextureDiscriminator(resolution=resolution, **(discriminator or {}))
+        fixed_z = torch.randn(num_samples, self.generator.z_dim, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("sample_z", fixed_z)
+
+    @property
+    def iteration(self) -> int:
+        """Training iterations done (Lightning's ``global_step`` counts both optimisers' steps)."""
+        return self.global_step // 2
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Adam for G and for D (D's betas adjusted for lazy R1, as in StyleGAN2)."""
+        interval = self.hparams.r1_interval
+        ratio = interval / (interval + 1)
+        beta1, beta2 = self.hparams.betas
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=(beta1, beta2))
+        opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=self.hparams.lr * ratio, betas=(beta1**ratio, beta2**ratio)
+        )
+        return [opt_g, opt_d]
+
+    def _generate(self, batch_size: int) -> torch.Tensor:
+        z = torch.randn(batch_size, self.generator.z_dim, device=self.device)
+        return self.generator.synthesis(self.generator.ws_from_z(z))
+
+    def _masked(self, images: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return images * mask if (mask is not None and self.hparams.masked_loss) else images
+
+    def losses(self, batch: dict[str, torch.Tensor], fake: torch.Tensor, with_r1: bool) -> dict[str, torch.Tensor]:
+        """D's loss terms for ``batch`` and generated textures ``fake [B, 3, R, R]`` (data range [-1, 1])."""
+        mask = batch.get("mask")
+        real = self._masked(batch["texture"] * 2.0 - 1.0, mask).detach().requires_grad_(with_r1)
+        real_logits = self.discriminator(real)
+        fake_logits = self.discriminator(self._masked(fake, mask))
+        out = {"d_loss": discriminator_loss(real_logits, fake_logits), "real_score": real_logits.mean(),
+               "fake_score": fake_logits.mean()}
+        if with_r1:
+            out["r1"] = r1_penalty(real_logits, real)
+        return out
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """One D update (with R1 every ``r1_interval`` steps) then one G update and the EMA update."""
+        opt_g, opt_d = self.optimizers()
+        batch_size = batch["texture"].shape[0]
+        with_r1 = self.hparams.r1_gamma > 0 and self.iteration % self.hparams.r1_interval == 0
+
+        self.generator.requires_grad_(False)
+        self.discriminator.requires_grad_(True)
+        terms = self.losses(batch, self._generate(batch_size).detach(), with_r1)
+        d_total = terms["d_loss"]
+        if with_r1:
+            d_total = d_total + 0.5 * self.hparams.r1_gamma * self.hparams.r1_interval * terms["r1"]
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_total)
+        opt_d.step()
+
+        self.generator.requires_grad_(True)
+        self.discriminator.requires_grad_(False)
+        fake = self._generate(batch_size)
+        g_loss = generator_loss(self.discriminator(self._masked(fake, batch.get("mask"))))
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self._update_ema()
+
+        logged = {f"train/{key}": value.detach() for key, value in terms.items()}
+        logged["train/g_loss"] = g_loss.detach()
+        self.log_dict(logged, prog_bar=True, on_step=True, batch_size=batch_size)
+        if self.iteration % self.hparams.sample_every_n_steps == 0:
+            self.log_samples()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.hparams.ema_decay
+        for ema, live in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+            ema.lerp_(live, 1.0 - decay)
+        for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema.copy_(live)
+
+    @torch.no_grad()
+    def log_samples(self) -> None:
+        """Log a grid of EMA-generator samples for fixed z (the same faces every time)."""
+        samples = self.generator_ema.synthesis(self.generator_ema.ws_from_z(self.sample_z)) * 0.5 + 0.5
+        folder = Path(self.trainer.log_dir) / "samples" if self.trainer.log_dir else None
+        log_image_grid(self.logger, folder, "samples/texture", samples, self.iteration)
+
+    def export_generator(self, path: str | Path, num_w_samples: int = 10_000) -> Path:
+        """Write the EMA generator, with measured w statistics, as a standalone checkpoint (atomic)."""
+        generator = copy.deepcopy(self.generator_ema).cpu()
+        generator.update_w_statistics(num_w_samples)
+        with atomic_write(path) as handle:
+            torch.save(generator.checkpoint(), handle)
+        return Path(path)

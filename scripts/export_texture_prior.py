@@ -1,0 +1,48 @@
+"""Export the EMA generator of a texture-GAN training checkpoint as a standalone texture prior, and
+compare its per-region colour statistics with the procedural textures it was trained on.
+
+Usage: python scripts/export_texture_prior.py CKPT [--output fastganfit/assets/texture_gan_default.pt]
+       [--samples 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from fastganfit.evaluation.texture_statistics import region_colour_statistics, relative_differences
+from fastganfit.facemodel.procedural_texture import REGION_NAMES, ProceduralTexture
+from fastganfit.facemodel.texture_generator import TextureGenerator, default_texture_prior_path
+from fastganfit.model.texture_gan import TextureGANModule
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--output", type=Path, default=default_texture_prior_path())
+    parser.add_argument("--samples", type=int, default=256)
+    args = parser.parse_args()
+    if not args.checkpoint.is_file():
+        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
+        return 2
+    module = TextureGANModule.load_from_checkpoint(args.checkpoint, map_location="cpu")
+    path = module.export_generator(args.output)
+    prior = TextureGenerator.load(path)
+    procedural = ProceduralTexture.for_ict(prior.resolution)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        reference = region_colour_statistics(procedural.sample(args.samples, generator), procedural.masks)
+        candidate = region_colour_statistics(prior.sample(args.samples, generator), procedural.masks)
+    mean_error, std_error = relative_differences(reference, candidate)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    print("region   max relative error: mean   std")
+    for index, name in enumerate(REGION_NAMES):
+        print(f"{name:8s}                     {mean_error[index].max():6.1%} {std_error[index].max():6.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
