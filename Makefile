@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/render.py
 	$(PY) bench/identity.py
+	$(PY) bench/texture.py
 	$(PY) bench/evaluate.py
 
 clean:

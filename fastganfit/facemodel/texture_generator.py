@@ -106,11 +106,17 @@ class StyledLayer(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """Modulated 1x1 convolution to RGB (no demodulation) with a bias."""
+    """Modulated 1x1 convolution to RGB (no demodulation) with a bias.
 
-    def __init__(self, in_channels: int, w_dim: int) -> None:
+    Weights start small so that the summed skip outputs of an untrained generator stay inside the
+    data range [-1, 1] (otherwise the discriminator wins at once by spotting out-of-range colours).
+    """
+
+    def __init__(self, in_channels: int, w_dim: int, initial_gain: float = 0.1) -> None:
         super().__init__()
         self.conv = ModulatedConv(in_channels, 3, 1, w_dim, demodulate=False)
+        with torch.no_grad():
+            self.conv.weight.mul_(initial_gain)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
