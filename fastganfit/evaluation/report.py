@@ -1,0 +1,74 @@
+"""Evaluation reports: a results table (console / Markdown) plus JSON details, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EvaluationReport:
+    """Results of one benchmark run.
+
+    Attributes:
+        benchmark: benchmark name, e.g. ``"MICC Florence"``.
+        columns: table header.
+        rows: table rows (numbers are formatted with two decimals).
+        notes: lines printed under the table (protocol settings, missing files).
+        details: JSON-serialisable per-item results.
+    """
+
+    benchmark: str
+    columns: list[str]
+    rows: list[list[Any]]
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_markdown(self) -> str:
+        """The report as a Markdown section with a table."""
+
+        def cell(value: Any) -> str:
+            return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+        lines = [f"# {self.benchmark}", "", "| " + " | ".join(self.columns) + " |"]
+        lines.append("|" + "|".join("---" for _ in self.columns) + "|")
+        lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in self.rows]
+        if self.notes:
+            lines += ["", *(f"- {note}" for note in self.notes)]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-serialisable dictionary."""
+        return {
+            "benchmark": self.benchmark,
+            "columns": self.columns,
+            "rows": self.rows,
+            "notes": self.notes,
+            "details": self.details,
+        }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: EvaluationReport, output_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``results.md`` and ``results.json`` into ``output_dir``; returns both paths."""
+    output_dir = Path(output_dir)
+    markdown, json_path = output_dir / "results.md", output_dir / "results.json"
+    write_atomic(markdown, report.to_markdown())
+    write_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    return markdown, json_path
