@@ -18,12 +18,13 @@ HEADER = "# Benchmarks\n\nEach section is written by the script it names; re-run
 
 
 def machine_description() -> str:
-    """One line naming CPU count, torch version and the GPU (if any)."""
+    """One line naming CPU count, torch version, the GPU (if any) and the current load average."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = os.getloadavg()[0]
     return (
         f"{platform.machine()} {platform.processor() or ''} ({os.cpu_count()} cores, "
         f"{torch.get_num_threads()} torch threads), {gpu}, Python {platform.python_version()}, "
-        f"torch {torch.__version__}"
+        f"torch {torch.__version__}; load average {load:.1f} when the section was written"
     ).replace("  ", " ")
 
 
