@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/render.py
 	$(PY) bench/identity.py
 	$(PY) bench/texture.py
+	$(PY) bench/data.py
 	$(PY) bench/evaluate.py
 
 clean:
