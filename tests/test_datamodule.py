@@ -286,9 +286,9 @@ def test_configs_instantiate(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         shards = compose(
             "train",
-            overrides=["+data=shards", f"data.train_urls={tmp_path}", "data.num_workers=0", "data.batch_size=2"],
+            overrides=["data=shards", f"data.train_urls={tmp_path}", "data.num_workers=0", "data.batch_size=2"],
         )
-        synthetic = compose("train", overrides=["+data=synthetic"])
+        synthetic = compose("train", overrides=["data=synthetic"])
     module = instantiate(shards.data)
     assert isinstance(module, FaceDataModule) and module.augment.flip_probability == 0.5
     module.setup("fit")
