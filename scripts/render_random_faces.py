@@ -1,4 +1,4 @@
-"""Render a grid of random faces (identity, expression, pose, light, skin tone) to ``outputs/``.
+"""Render a grid of random faces (identity, expression, pose, light, texture) to ``outputs/``.
 
 Usage: ``python scripts/render_random_faces.py [num_faces=16] [renderer.backend=torch] [seed=0]``.
 Writes ``grid.png`` and ``face_XX.obj/.mtl/.png`` into Hydra's run folder and prints its path.
@@ -27,15 +27,16 @@ def main(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     model = instantiate(cfg.facemodel)
     renderer = instantiate(cfg.renderer)(model=model)
+    texture_model = instantiate(cfg.texture)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     faces = sample_random_faces(model, int(cfg.num_faces), generator, **cfg.sampler)
-    size = int(cfg.texture_size)
+    texture_latents = torch.randn(int(cfg.num_faces), texture_model.latent_dim, generator=generator)
     images, exported = [], 0
     with torch.no_grad():
         for start in tqdm(range(0, cfg.num_faces, cfg.batch_size), desc="rendering", unit="batch"):
             batch = slice(start, start + cfg.batch_size)
             vertices = model(faces.shape[batch], faces.expression[batch])
-            textures = faces.skin[batch].view(-1, 3, 1, 1).expand(-1, 3, size, size)
+            textures = texture_model(texture_latents[batch])
             images.append(renderer(vertices, textures, faces.camera[batch], faces.light[batch]).image)
             for index in range(min(cfg.export_meshes - exported, vertices.shape[0])):
                 write_obj(output_dir / f"face_{exported:02d}.obj", vertices[index], model.faces, model.uvs,

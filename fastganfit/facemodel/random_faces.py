@@ -1,4 +1,4 @@
-"""Random face parameters: identity, expression, pose, light and skin tone, for demos and synthetic data."""
+"""Random face parameters: identity, expression, pose and light, for demos and synthetic data."""
 
 from __future__ import annotations
 
@@ -11,21 +11,15 @@ from fastganfit.facemodel.camera import PITCH, ROLL, YAW, PerspectiveCamera
 from fastganfit.facemodel.lighting import PhongLighting
 from fastganfit.facemodel.morphable import MorphableModel
 
-SKIN_TONES = torch.tensor(
-    [[0.93, 0.76, 0.65], [0.85, 0.64, 0.52], [0.72, 0.52, 0.40], [0.55, 0.38, 0.28], [0.38, 0.26, 0.19]]
-)
-
 
 @dataclass
 class RandomFaces:
-    """A batch of sampled faces: ``shape [B,Ks]``, ``expression [B,Ke]``, ``camera [B,7]``,
-    ``light [B,10]`` (Phong) and ``skin [B,3]`` (a flat albedo colour in [0, 1])."""
+    """A batch of sampled faces: ``shape [B,Ks]``, ``expression [B,Ke]``, ``camera [B,7]``, ``light [B,10]`` (Phong)."""
 
     shape: torch.Tensor
     expression: torch.Tensor
     camera: torch.Tensor
     light: torch.Tensor
-    skin: torch.Tensor
 
 
 def sample_random_faces(
@@ -64,9 +58,4 @@ def sample_random_faces(
     light[:, 3:6] = strength * warmth
     light[:, 6:9] = (uniform(batch_size, 3) * 2 - 1) * torch.tensor([1.5, 1.0, 0.3])
     light[:, 9] = 0.15 * uniform(batch_size)
-    tone = uniform(batch_size) * (len(SKIN_TONES) - 1)
-    low = tone.floor().long()
-    high = (low + 1).clamp(max=len(SKIN_TONES) - 1)
-    blend = (tone - low).unsqueeze(1)
-    skin = SKIN_TONES[low] * (1 - blend) + SKIN_TONES[high] * blend
-    return RandomFaces(shape, expression, camera, light, skin)
+    return RandomFaces(shape, expression, camera, light)
