@@ -53,6 +53,10 @@ USAGE = (
 PREVIEW_NAME = "preview.png"
 
 
+FRAME_MARGIN = 0.02  # landmarks keep this fraction of the crop side from its border
+MAX_FRAMING_DRAWS = 50
+
+
 @dataclass(frozen=True)
 class SyntheticSettings:
     """How synthetic faces are drawn (recorded in the manifest). Angles in degrees, translations in mm."""
@@ -224,15 +228,34 @@ class SyntheticFaceSource:
         """The sample key of ``index`` (unique within a seed)."""
         return f"synthetic_s{self.seed}_{index:08d}"
 
+    def _sample_framed(self, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Parameters and vertices ``[1, V, 3]`` of one face whose 68 landmarks all lie inside the crop
+        (with a margin of ``FRAME_MARGIN`` of its side), as in real aligned crops; redraws otherwise."""
+        scale = self.renderer.camera.translation_scale
+        low = FRAME_MARGIN * self.crop_size
+        high = self.crop_size - 1 - low
+        for _ in range(MAX_FRAMING_DRAWS):
+            params = sample_params(self.model, self.texture.latent_dim, generator, self.settings, scale)
+            vertices = self.model(params["shape"][None], params["expression"][None])
+            points = self.renderer.camera.project(
+                self.model.landmarks(vertices), params["camera"][None], (self.crop_size,) * 2
+            )[0, :, :2]
+            if points.min() >= low and points.max() <= high:
+                return params, vertices
+        raise RuntimeError(
+            f"synthetic faces: no face inside the {self.crop_size}px crop after {MAX_FRAMING_DRAWS} draws; "
+            "reduce the pose, shift or shape ranges"
+        )
+
     @torch.no_grad()
     def render(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """Render the samples ``indices`` as one batch; returns writer keyword arguments per sample."""
         generators = [sample_generator(self.seed, index) for index in indices]
-        scale = self.renderer.camera.translation_scale
-        params = [sample_params(self.model, self.texture.latent_dim, gen, self.settings, scale) for gen in generators]
-        batch = {name: torch.stack([p[name] for p in params]) for name in params[0]}
         # geometry and textures per sample: batched reductions could change the last bits with the batch size
-        vertices = torch.cat([self.model(p["shape"][None], p["expression"][None]) for p in params])
+        framed = [self._sample_framed(gen) for gen in generators]
+        params = [p for p, _ in framed]
+        vertices = torch.cat([v for _, v in framed])
+        batch = {name: torch.stack([p[name] for p in params]) for name in params[0]}
         textures = torch.cat([self.texture(p["texture"][None]) for p in params])
         landmarks = self.renderer.camera.project(self.model.landmarks(vertices), batch["camera"], (self.crop_size,) * 2)
         backgrounds = torch.stack(
