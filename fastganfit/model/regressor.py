@@ -1,0 +1,162 @@
+"""The Fast-GANFit regressor: identity-network activations + landmark heatmaps -> FaceParams.
+
+Two branches, fused by an MLP, and one linear head per parameter group::
+
+    activations[j] [B, C_j, h_j, w_j] -> IdentityAdapter_j (1x1 conv, GroupNorm, ReLU, adaptive avg pool
+                                         to p x p, flatten)                       -> [B, A_j p^2]
+    heatmaps [B, 68, 64, 64]           -> timm backbone (in_chans=68, num_classes=0) -> [B, N]
+    concat -> Linear(hidden) -> ReLU -> Linear(feature_dim) -> ReLU -> head_g (Linear) * scale_g -> group g
+
+Heads start at exactly zero (weights and biases), so an untrained regressor outputs all-zero FaceParams:
+the mean face, which the aligned crops are framed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import timm
+import torch
+from torch import Tensor, nn
+
+from fastganfit.params import GROUPS, FaceParams, ParamSizes
+
+
+class IdentityAdapter(nn.Module):
+    """One identity layer's activation ``[B, C, h, w]`` -> feature ``[B, out_channels * pool_size**2]``.
+
+    1x1 convolution to ``out_channels``, GroupNorm with one group (per-sample normalisation: layers of very
+    different activation scales contribute alike, at any batch size), ReLU, adaptive average pooling to
+    ``pool_size x pool_size`` and flattening.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 128, pool_size: int = 1) -> None:
+        super().__init__()
+        if in_channels < 1 or out_channels < 1 or pool_size < 1:
+            raise ValueError(
+                f"IdentityAdapter: in_channels, out_channels and pool_size must be positive, got "
+                f"{in_channels}, {out_channels}, {pool_size}"
+            )
+        self.in_channels = in_channels
+        self.out_features = out_channels * pool_size**2
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=1),
+            nn.GroupNorm(1, out_channels),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(pool_size),
+            nn.Flatten(1),
+        )
+
+    def forward(self, activation: Tensor) -> Tensor:
+        """``[B, C, h, w] -> [B, out_features]``."""
+        if activation.ndim != 4 or activation.shape[1] != self.in_channels:
+            raise ValueError(f"IdentityAdapter: expected [B, {self.in_channels}, h, w], got {list(activation.shape)}")
+        return self.layers(activation)
+
+
+def create_heatmap_backbone(
+    name: str, in_channels: int = 68, weights: str | Path | None = None, **kwargs: object
+) -> nn.Module:
+    """A timm model ``[B, in_channels, H, W] -> [B, num_features]`` (``num_classes=0``: global-pooled features).
+
+    Never downloads: without ``weights`` it is randomly initialised (``pretrained=False``); with a local
+    timm weights file (``.pth`` / ``.safetensors`` of the 3-channel model) those are loaded and timm adapts
+    the first convolution to ``in_channels`` and drops the classifier. ``kwargs`` go to ``timm.create_model``.
+    """
+    if weights is None:
+        return timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=0, **kwargs)
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"heatmap backbone weights {path} do not exist: give a local timm weights file for {name!r} "
+            f"(e.g. saved with torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), path) on a "
+            f"machine with internet access), or weights=None to start from random weights"
+        )
+    overlay = {"file": str(path), "source": "", "hf_hub_id": None, "url": ""}
+    return timm.create_model(
+        name, pretrained=True, pretrained_cfg_overlay=overlay, in_chans=in_channels, num_classes=0, **kwargs
+    )
+
+
+def _per_layer(name: str, value: int | Sequence[int], count: int) -> list[int]:
+    values = [int(value)] * count if isinstance(value, int) else [int(item) for item in value]
+    if len(values) != count:
+        raise ValueError(f"Regressor: {name} has {len(values)} entries for {count} identity layers")
+    return values
+
+
+class Regressor(nn.Module):
+    """``(activations, heatmaps) -> FaceParams``; see the module docstring for the architecture.
+
+    ``sizes``: the parameter groups' sizes (:meth:`ParamSizes.from_models`). ``identity_channels``: the
+    channel count of each identity activation, in the order the identity network returns them (``[]``: no
+    identity branch). ``adapter_channels`` / ``adapter_pool``: each adapter's width and pooled grid size (one
+    value for all layers, or one per layer). ``heatmap_backbone``: a timm model name, or ``None`` for no
+    heatmap branch (at least one branch is needed); ``heatmap_weights``: an optional local timm weights file
+    (see :func:`create_heatmap_backbone`). ``hidden`` and ``feature_dim``: widths of the fusion MLP's two layers.
+    ``output_scales``: an optional multiplier per group (e.g. ``{"camera": 0.1}``), default 1.
+    """
+
+    def __init__(
+        self,
+        sizes: ParamSizes,
+        identity_channels: Sequence[int],
+        heatmap_channels: int = 68,
+        adapter_channels: int | Sequence[int] = 128,
+        adapter_pool: int | Sequence[int] = 1,
+        heatmap_backbone: str | None = "resnet18",
+        heatmap_weights: str | Path | None = None,
+        feature_dim: int = 512,
+        hidden: int = 512,
+        output_scales: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        if not identity_channels and heatmap_backbone is None:
+            raise ValueError("Regressor: needs identity_channels, a heatmap_backbone or both")
+        unknown = sorted(set(output_scales or {}) - set(GROUPS))
+        if unknown:
+            raise ValueError(f"Regressor: output_scales for unknown groups {unknown}; groups are {list(GROUPS)}")
+        self.sizes = sizes
+        self.heatmap_channels = heatmap_channels
+        count = len(identity_channels)
+        self.adapters = nn.ModuleList(
+            IdentityAdapter(int(channels), width, pool)
+            for channels, width, pool in zip(
+                identity_channels,
+                _per_layer("adapter_channels", adapter_channels, count),
+                _per_layer("adapter_pool", adapter_pool, count),
+                strict=True,
+            )
+        )
+        self.backbone = None
+        fused = sum(adapter.out_features for adapter in self.adapters)
+        if heatmap_backbone is not None:
+            self.backbone = create_heatmap_backbone(heatmap_backbone, heatmap_channels, heatmap_weights)
+            fused += self.backbone.num_features
+        self.fusion = nn.Sequential(
+            nn.Linear(fused, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, feature_dim), nn.ReLU(inplace=True)
+        )
+        self.heads = nn.ModuleDict({name: nn.Linear(feature_dim, size) for name, size in sizes.items()})
+        for head in self.heads.values():
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        self.output_scales = {name: float((output_scales or {}).get(name, 1.0)) for name in GROUPS}
+
+    def features(self, activations: Sequence[Tensor], heatmaps: Tensor | None) -> Tensor:
+        """The fused feature ``[B, feature_dim]`` (the heads' input)."""
+        if len(activations) != len(self.adapters):
+            raise ValueError(f"Regressor: expected {len(self.adapters)} identity activations, got {len(activations)}")
+        parts = [adapter(activation) for adapter, activation in zip(self.adapters, activations, strict=True)]
+        if self.backbone is not None:
+            if heatmaps is None or heatmaps.ndim != 4 or heatmaps.shape[1] != self.heatmap_channels:
+                shape = None if heatmaps is None else list(heatmaps.shape)
+                raise ValueError(f"Regressor: expected heatmaps [B, {self.heatmap_channels}, H, W], got {shape}")
+            parts.append(self.backbone(heatmaps))
+        return self.fusion(torch.cat(parts, dim=1))
+
+    def forward(self, activations: Sequence[Tensor], heatmaps: Tensor | None = None) -> FaceParams:
+        """FaceParams (each group ``[B, K]``) from identity ``activations`` (one ``[B, C_j, h_j, w_j]`` per
+        adapter) and ``heatmaps [B, 68, H, W]`` (ignored without a heatmap branch)."""
+        feature = self.features(activations, heatmaps)
+        return FaceParams(**{name: self.heads[name](feature) * self.output_scales[name] for name in GROUPS})
