@@ -53,6 +53,7 @@ class TextureGANModule(L.LightningModule):
         r1_interval: int = 4,
         ema_decay: float = 0.999,
         masked_loss: bool = False,
+        init_mean_from_data: bool = True,
         sample_every_n_steps: int = 200,
         num_samples: int = 16,
     ) -> None:
@@ -105,6 +106,8 @@ class TextureGANModule(L.LightningModule):
         """One D update (with R1 every ``r1_interval`` steps) then one G update and the EMA update."""
         opt_g, opt_d = self.optimizers()
         batch_size = batch["texture"].shape[0]
+        if self.hparams.init_mean_from_data and self.iteration == 0:
+            self.initialise_output_mean(batch["texture"], batch.get("mask"))
         with_r1 = self.hparams.r1_gamma > 0 and self.iteration % self.hparams.r1_interval == 0
 
         self.generator.requires_grad_(False)
@@ -131,6 +134,18 @@ class TextureGANModule(L.LightningModule):
         self.log_dict(logged, prog_bar=True, on_step=True, batch_size=batch_size)
         if self.iteration % self.hparams.sample_every_n_steps == 0:
             self.log_samples()
+
+    @torch.no_grad()
+    def initialise_output_mean(self, textures: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Shift the last toRGB bias so that G's mean output equals the mean of ``textures [B, 3, R, R]``
+        (observed texels only when ``mask [B, 1, R, R]`` is given); the EMA copy follows."""
+        if mask is None:
+            mask = torch.ones_like(textures[:, :1])
+        target = (textures * mask).sum(0, keepdim=True) / mask.sum(0, keepdim=True).clamp(min=1.0) * 2.0 - 1.0
+        current = self._generate(max(textures.shape[0], 16)).mean(0, keepdim=True)
+        observed = mask.amax(0, keepdim=True)
+        self.generator.to_rgb[-1].bias.add_((target - current) * observed)
+        self.generator_ema.load_state_dict(self.generator.state_dict())
 
     @torch.no_grad()
     def _update_ema(self) -> None:
