@@ -43,6 +43,7 @@ from tqdm import tqdm
 from fastganfit.data.align import align_face
 from fastganfit.data.face_shards import FaceShardWriter
 from fastganfit.data.schema import DEFAULT_CROP_SIZE, crop_template
+from fastganfit.io.cli_args import UsageError, boolean, choice, integer, parse_key_values
 from fastganfit.perception.landmarks import Landmarker, build_landmarker, fan_weights_path, largest_face
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
@@ -52,10 +53,6 @@ USAGE = (
     "[landmarker=dlib|fan] [detector=hog|cnn] [upsample=1] [fan_weights=PATH] [max_per_shard=1000] "
     "[min_face=40] [prefix=faces] [overwrite=false] [progress=true]"
 )
-
-
-class UsageError(ValueError):
-    """Bad command-line arguments."""
 
 
 class UnusableInputError(ValueError):
@@ -363,74 +360,27 @@ def check_landmarker(name: str, options: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- command line
 
 
-def _integer(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise UsageError(f"expected an integer >= {minimum}, got {text!r}") from error
-    if value < minimum:
-        raise UsageError(f"expected an integer >= {minimum}, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _integer(text, 1)
-
-
-def _non_negative_int(text: str) -> int:
-    return _integer(text, 0)
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"expected true or false, got {text!r}")
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise UsageError(f"expected one of {list(choices)}, got {text!r}")
-        return text
-
-    return parse
-
-
 PARSERS: dict[str, Callable[[str], Any]] = {
     "input": str,
     "output": Path,
-    "crop_size": _positive_int,
-    "workers": _positive_int,
-    "landmarker": _choice("dlib", "fan"),
-    "detector": _choice("hog", "cnn"),
-    "upsample": _non_negative_int,
+    "crop_size": integer(1),
+    "workers": integer(1),
+    "landmarker": choice("dlib", "fan"),
+    "detector": choice("hog", "cnn"),
+    "upsample": integer(0),
     "fan_weights": str,
-    "max_per_shard": _positive_int,
-    "min_face": _non_negative_int,
+    "max_per_shard": integer(1),
+    "min_face": integer(0),
     "prefix": str,
-    "overwrite": _parse_bool,
-    "progress": _parse_bool,
+    "overwrite": boolean,
+    "progress": boolean,
 }
 LANDMARKER_ARGUMENTS = {"detector": "detector", "upsample": "upsample", "fan_weights": "weights"}
 
 
 def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
     """``["input=DIR", "output=DIR", "workers=4", ...]`` -> keyword arguments of :func:`prepare_images`."""
-    values: dict[str, Any] = {}
-    for argument in argv:
-        name, equals, text = argument.removeprefix("--").partition("=")
-        if not equals or name not in PARSERS:
-            raise UsageError(f"unknown argument {argument!r}; expected key=value with key in {sorted(PARSERS)}")
-        try:
-            values[name] = PARSERS[name](text)
-        except UsageError as error:
-            raise UsageError(f"{name}: {error}") from error
-    missing = [name for name in ("input", "output") if name not in values]
-    if missing:
-        raise UsageError(f"missing {' and '.join(f'{name}=...' for name in missing)}")
+    values = parse_key_values(argv, PARSERS, required=("input", "output"))
     if "fan_weights" in values and values.get("landmarker") != "fan":
         raise UsageError("fan_weights only applies with landmarker=fan")
     options = {LANDMARKER_ARGUMENTS[name]: values.pop(name) for name in list(values) if name in LANDMARKER_ARGUMENTS}

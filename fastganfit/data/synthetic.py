@@ -40,6 +40,7 @@ from fastganfit.facemodel.lighting import PhongLighting
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.facemodel.procedural_texture import LEFT_EYE, RIGHT_EYE, ProceduralTexture
 from fastganfit.facemodel.random_faces import sample_random_faces
+from fastganfit.io.cli_args import UsageError, boolean, integer, parse_key_values
 from fastganfit.io.images import image_to_uint8
 from fastganfit.render.face_renderer import FaceRenderer
 
@@ -349,57 +350,20 @@ def generate_synthetic_faces(
 # ---------------------------------------------------------------------------------------------- command line
 
 
-class UsageError(ValueError):
-    """Bad command-line arguments."""
-
-
-def _integer(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError as error:
-            raise UsageError(f"expected an integer, got {text!r}") from error
-        if value < minimum:
-            raise UsageError(f"expected an integer of at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"expected true or false, got {text!r}")
-
-
 def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
     """``["output=DIR", "n=100", "seed=0", ...]`` -> keyword arguments of :func:`generate_synthetic_faces`."""
     parsers: dict[str, Callable[[str], Any]] = {
         "output": Path,
-        "n": _integer(1),
-        "seed": _integer(0),
-        "crop_size": _integer(16),
-        "max_per_shard": _integer(1),
-        "batch_size": _integer(1),
+        "n": integer(1),
+        "seed": integer(0),
+        "crop_size": integer(16),
+        "max_per_shard": integer(1),
+        "batch_size": integer(1),
         "prefix": str,
-        "overwrite": _boolean,
-        "preview": _integer(0),
+        "overwrite": boolean,
+        "preview": integer(0),
     }
-    values: dict[str, Any] = {}
-    for argument in argv:
-        name, equals, text = argument.removeprefix("--").partition("=")
-        if not equals or name not in parsers:
-            raise UsageError(f"unknown argument {argument!r}; expected key=value with key in {sorted(parsers)}")
-        try:
-            values[name] = parsers[name](text)
-        except UsageError as error:
-            raise UsageError(f"{name}: {error}") from error
-    missing = [name for name in ("output", "n", "seed") if name not in values]
-    if missing:
-        raise UsageError(f"missing {', '.join(f'{name}=...' for name in missing)}")
+    values = parse_key_values(argv, parsers, required=("output", "n", "seed"))
     values["output_dir"] = values.pop("output")
     return values
 

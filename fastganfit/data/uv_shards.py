@@ -38,6 +38,7 @@ from tqdm import tqdm
 from webdataset.shardlists import expand_urls
 
 from fastganfit.io.atomic import atomic_write
+from fastganfit.io.cli_args import UsageError, boolean, integer, parse_key_values
 from fastganfit.io.images import image_to_uint8
 
 MANIFEST_NAME = "manifest.json"
@@ -349,10 +350,6 @@ def uv_texture_dataset(
 # ---------------------------------------------------------------------------------------------- command line
 
 
-class UsageError(ValueError):
-    """Bad command-line arguments."""
-
-
 class UnusableImageError(ValueError):
     """An image file that cannot be used: unreadable, not square, a mask of another size."""
 
@@ -370,45 +367,19 @@ class ConvertOptions:
     overwrite: bool = False
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"expected true or false, got {text!r}")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise UsageError(f"expected a positive integer, got {text!r}") from error
-    if value < 1:
-        raise UsageError(f"expected a positive integer, got {value}")
-    return value
-
-
 def parse_arguments(argv: Sequence[str]) -> ConvertOptions:
     """``["input=DIR", "output=DIR", "resolution=256", ...]`` -> :class:`ConvertOptions`."""
     parsers: dict[str, Callable[[str], Any]] = {
         "input": Path,
         "output": Path,
         "mask_suffix": str,
-        "resolution": _positive_int,
-        "max_per_shard": _positive_int,
+        "resolution": integer(1),
+        "max_per_shard": integer(1),
         "prefix": str,
-        "overwrite": _parse_bool,
+        "overwrite": boolean,
     }
-    values: dict[str, Any] = {}
-    for argument in argv:
-        name, equals, text = argument.removeprefix("--").partition("=")
-        if not equals or name not in parsers:
-            raise UsageError(f"unknown argument {argument!r}; expected key=value with key in {sorted(parsers)}")
-        try:
-            values[name] = parsers[name](text)
-        except UsageError as error:
-            raise UsageError(f"{name}: {error}") from error
+    values = parse_key_values(argv, parsers)
+    # checked here, not via required=: this command names the missing folders ``input=DIR``, not ``input=...``
     missing = [name for name in ("input", "output") if name not in values]
     if missing:
         raise UsageError(f"missing {' and '.join(f'{name}=DIR' for name in missing)}")
