@@ -19,8 +19,8 @@ from fastganfit.training import prepare_logger_environment
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.model is None or cfg.data is None:
-        experiments = "texture_gan, texture_gan_procedural"
-        print(f"error: choose an experiment, e.g. `python train.py experiment=texture_gan_procedural` ({experiments})",
+        experiments = "fast_align, fast_full, texture_gan, texture_gan_procedural"
+        print(f"error: choose an experiment, e.g. `python train.py experiment=fast_align` ({experiments})",
               file=sys.stderr)
         sys.exit(2)
     L.seed_everything(cfg.seed, workers=True)

@@ -58,9 +58,14 @@ def main() -> int:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if args.preview is not None:
         print(f"wrote {save_preview(prior, args.preview)}")
-    print("region   max relative error: mean   std")
+    print(f"Per-region colour statistics, {args.samples} samples each, largest relative error over RGB:\n")
+    print("| region | mean colour (procedural) | mean colour (prior) | mean error | std error |")
+    print("|---|---|---|---|---|")
     for index, name in enumerate(REGION_NAMES):
-        print(f"{name:8s}                     {mean_error[index].max():6.1%} {std_error[index].max():6.1%}")
+        reference_colour = ", ".join(f"{value:.3f}" for value in reference[0][index].tolist())
+        prior_colour = ", ".join(f"{value:.3f}" for value in candidate[0][index].tolist())
+        print(f"| {name} | {reference_colour} | {prior_colour} | {mean_error[index].max():.1%} "
+              f"| {std_error[index].max():.1%} |")
     return 0
 
 

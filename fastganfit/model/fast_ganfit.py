@@ -1,0 +1,306 @@
+"""FastGANFitModule: trains the Fast-GANFit regressor through the frozen GANFit graph (alignment or full phase).
+
+Per batch (aligned crops ``image [B, 3, S, S]`` in [0, 1], ``landmarks [B, 68, 2]`` in crop pixels)::
+
+    crop -> resize to the render size R            -> image [B, 3, R, R], landmarks [B, 68, 2]
+    identity(image, landmarks)            (no grad) -> activations, embedding
+    heatmaps(crop, crop landmarks)        (no grad) -> [B, 68, h, h]
+    regressor(activations, heatmaps)               -> FaceParams
+    model(shape, expression), texture(latent)      -> vertices [B, V, 3] (mm), UV texture [B, 3, Ht, Wt]
+    renderer(..., background=image)                -> render over the input, mask, projected landmarks
+    GANFitLoss(params, render, image, landmarks, identity(render) when needed) -> total, terms
+
+Only the regressor trains; the face model, texture model, renderer, identity network and heatmap source
+are frozen and stay in eval mode. Checkpoints hold the regressor's weights only (the frozen parts are
+rebuilt from the run's config).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fastganfit.facemodel.morphable import MorphableModel
+from fastganfit.model.image_logging import log_image_grid
+from fastganfit.model.losses import GANFitLoss
+from fastganfit.model.lr_schedule import LearningRateSchedule
+from fastganfit.model.reconstruction_panels import PANELS_PER_ROW, reconstruction_panels
+from fastganfit.model.regressor import Regressor
+from fastganfit.model.vertex_error import vertex_error_mm
+from fastganfit.params import GROUPS, FaceParams
+from fastganfit.perception.heatmaps import HeatmapSource
+from fastganfit.perception.identity import IdentityNet, IdentityOutput
+from fastganfit.render.face_renderer import FaceRenderer, RenderOutput
+
+PHASES = ("align", "full")
+PHASE_HEADS: dict[str, tuple[str, ...]] = {"align": ("shape", "expression", "camera"), "full": GROUPS}
+FROZEN = ("model", "texture", "renderer", "identity", "heatmaps")
+REGRESSOR_PREFIX = "regressor."
+
+
+def load_regressor_weights(path: str | Path) -> dict[str, Tensor]:
+    """The regressor's state dict from a FastGANFitModule checkpoint (its ``regressor.*`` entries).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file without regressor weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"init_checkpoint {path} does not exist: give the checkpoint of an alignment run "
+            "(`python train.py experiment=fast_align` writes outputs/train/<run>/checkpoints/last.ckpt)"
+        )
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else {}
+    weights = {key[len(REGRESSOR_PREFIX) :]: value for key, value in state.items() if key.startswith(REGRESSOR_PREFIX)}
+    if not weights:
+        raise ValueError(
+            f"init_checkpoint {path} has no regressor weights (no 'regressor.*' entries in its state_dict): "
+            "give a checkpoint written by FastGANFitModule (experiment=fast_align)"
+        )
+    return weights
+
+
+@dataclass
+class Reconstruction:
+    """One batch through the graph: the input resized to the render size (``image [B, 3, R, R]``,
+    ``landmarks [B, 68, 2]``), the identity network's view of it, the predicted ``params``, ``vertices
+    [B, V, 3]`` (mm, model frame), UV ``texture [B, 3, Ht, Wt]`` and the ``render`` over the input."""
+
+    image: Tensor
+    landmarks: Tensor
+    identity_input: IdentityOutput
+    params: FaceParams
+    vertices: Tensor
+    texture: Tensor
+    render: RenderOutput
+
+
+class FastGANFitModule(L.LightningModule):
+    """Fast-GANFit training: ``phase="align"`` (landmarks + regularisers, ``conf/loss/fast_align.yaml``) or
+    ``"full"`` (the whole GANFit objective, ``conf/loss/fast_full.yaml``, starting from an alignment run's
+    regressor given as ``init_checkpoint``).
+
+    Components (built already, e.g. by :func:`fastganfit.model.build.build_fast_ganfit`): ``model``
+    (MorphableModel), ``texture`` (texture model: ``latent [B, Kt] -> [B, 3, Ht, Wt]``), ``renderer``
+    (FaceRenderer; its ``image_size`` is the render size), ``identity`` (IdentityNet), ``heatmaps``
+    (HeatmapSource on the data's crops), ``regressor`` and ``loss`` (GANFitLoss).
+
+    ``train_heads``: the regressor heads that learn (default: shape, expression, camera for ``align``,
+    all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The rest of
+    the regressor always trains. Optimiser: AdamW (``lr``, ``betas``, ``weight_decay``) with a per-step
+    :class:`LearningRateSchedule` (``schedule``: constant | cosine | step, over ``schedule_steps``, default the
+    trainer's ``max_steps``, after ``warmup_steps``). Image grids (input | render | overlay | UV texture of
+    ``num_logged_images`` faces) go to the logger and ``<log_dir>/images`` every ``log_images_every_n_steps``
+    training steps (0: never).
+    """
+
+    def __init__(
+        self,
+        model: MorphableModel,
+        texture: nn.Module,
+        renderer: FaceRenderer,
+        identity: IdentityNet,
+        heatmaps: HeatmapSource,
+        regressor: Regressor,
+        loss: GANFitLoss,
+        phase: str = "align",
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        betas: Sequence[float] = (0.9, 0.999),
+        schedule: str = "cosine",
+        schedule_steps: int | None = None,
+        warmup_steps: int = 0,
+        min_lr_factor: float = 0.0,
+        step_size: int = 1000,
+        gamma: float = 0.1,
+        train_heads: Sequence[str] | None = None,
+        init_checkpoint: str | Path | None = None,
+        log_images_every_n_steps: int = 200,
+        num_logged_images: int = 4,
+    ) -> None:
+        super().__init__()
+        if phase not in PHASES:
+            raise ValueError(f"FastGANFitModule: phase must be one of {PHASES}, got {phase!r}")
+        heads = list(PHASE_HEADS[phase] if train_heads is None else train_heads)
+        unknown = sorted(set(heads) - set(GROUPS))
+        if unknown or not heads:
+            raise ValueError(f"FastGANFitModule: train_heads must be a non-empty subset of {list(GROUPS)}, got {heads}")
+        if len(betas) != 2:
+            raise ValueError(f"FastGANFitModule: betas must be two numbers, got {list(betas)}")
+        # check the schedule's settings now rather than when the trainer asks for the optimiser
+        LearningRateSchedule(schedule, max(schedule_steps or 1, 1), warmup_steps, min_lr_factor, step_size, gamma)
+        self.save_hyperparameters(ignore=[*FROZEN, "regressor", "loss"])
+        self.hparams["train_heads"] = heads
+        self.hparams["betas"] = [float(beta) for beta in betas]
+        self.hparams["init_checkpoint"] = None if init_checkpoint is None else str(init_checkpoint)
+        self.model, self.texture, self.renderer = model, texture, renderer
+        self.identity, self.heatmaps = identity, heatmaps
+        for name in FROZEN:
+            getattr(self, name).requires_grad_(False).eval()
+        self.regressor = regressor
+        self.loss = loss
+        if init_checkpoint is not None:
+            self.regressor.load_state_dict(load_regressor_weights(init_checkpoint))
+        for name, head in self.regressor.heads.items():
+            head.requires_grad_(name in heads)
+        self._last_step_time: float | None = None
+
+    def train(self, mode: bool = True) -> FastGANFitModule:
+        """Set the regressor's mode; the frozen components stay in eval mode."""
+        super().train(mode)
+        for name in FROZEN:
+            getattr(self, name).eval()
+        return self
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        """``(height, width)`` of renders (the input crop is resized to it)."""
+        return tuple(self.renderer.image_size)
+
+    def to_render_frame(self, image: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
+        """Crops ``[B, 3, S, S]`` and their landmarks ``[B, 68, 2]`` resized to the render size (antialiased
+        bilinear; pixel centres at integers, so ``x -> (x + 0.5) R / S - 0.5``)."""
+        height, width = self.render_size
+        if tuple(image.shape[-2:]) == (height, width):
+            return image, landmarks
+        scale = landmarks.new_tensor([width / image.shape[-1], height / image.shape[-2]])
+        resized = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+        return resized.clamp(0, 1), (landmarks + 0.5) * scale - 0.5
+
+    def reconstruct(self, crop: Tensor, crop_landmarks: Tensor) -> Reconstruction:
+        """Run the graph on aligned crops ``[B, 3, S, S]`` with landmarks ``[B, 68, 2]`` (module docstring)."""
+        image, landmarks = self.to_render_frame(crop, crop_landmarks)
+        with torch.no_grad():
+            identity_input = self.identity(image, landmarks)
+            heatmaps = self.heatmaps(crop, crop_landmarks)
+        params = self.regressor(identity_input.activations, heatmaps)
+        vertices = self.model(params.shape, params.expression)
+        texture = self.texture(params.texture)
+        render = self.renderer(vertices, texture, params.camera, params.light, background=image)
+        return Reconstruction(image, landmarks, identity_input, params, vertices, texture, render)
+
+    def objective(self, result: Reconstruction) -> tuple[Tensor, dict[str, Tensor]]:
+        """GANFitLoss of a reconstruction: total (scalar) and each active term's batch mean."""
+        needs_identity = self.loss.needs_identity
+        render = result.render
+        return self.loss(
+            result.params,
+            landmarks=render.landmarks,
+            target_landmarks=result.landmarks,
+            landmark_visibility=render.landmark_visibility,
+            render=render.image,
+            mask=render.mask,
+            image=result.image,
+            identity_render=self.identity(render.image, result.landmarks) if needs_identity else None,
+            identity_input=result.identity_input if needs_identity else None,
+            texture_model=self.texture,
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Loss of one batch; logs ``train/<term>``, ``train/total``, ``train/lr`` and ``train/images_per_second``."""
+        now = time.perf_counter()
+        batch_size = batch["image"].shape[0]
+        result = self.reconstruct(batch["image"], batch["landmarks"])
+        total, terms = self.objective(result)
+        logs = {f"train/{name}": value for name, value in terms.items()}
+        logs["train/lr"] = torch.tensor(self.optimizers().param_groups[0]["lr"])
+        if self._last_step_time is not None:
+            logs["train/images_per_second"] = torch.tensor(batch_size / max(now - self._last_step_time, 1e-9))
+        self._last_step_time = now
+        self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False, batch_size=batch_size)
+        self.log("loss", terms["total"], prog_bar=True, on_step=True, batch_size=batch_size, logger=False)
+        every = self.hparams.log_images_every_n_steps
+        if every and self.global_step % every == 0:
+            self.log_images("train/reconstruction", result)
+        return total
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """The training loss (``val/<term>``) and, on batches with ground-truth ``vertices``, the vertex error."""
+        batch_size = batch["image"].shape[0]
+        result = self.reconstruct(batch["image"], batch["landmarks"])
+        _, terms = self.objective(result)
+        self.log_dict({f"val/{name}": value for name, value in terms.items()}, batch_size=batch_size, sync_dist=True)
+        if "vertices" in batch:
+            self.log_vertex_errors(result.vertices, batch)
+
+    def log_vertex_errors(self, vertices: Tensor, batch: dict[str, Any]) -> None:
+        """Log mean vertex errors in mm over the batch's samples with ground truth: ``val/vertex_error_mm``
+        (plain, in the model frame: the camera carries the pose, so shape and expression are compared as
+        they are), ``val/vertex_error_similarity_mm`` (after a similarity alignment) and the same two for
+        the mean face (``val/mean_face_error_mm``, ``val/mean_face_error_similarity_mm``)."""
+        has_truth = batch.get("has_ground_truth", torch.ones(vertices.shape[0], dtype=torch.bool))
+        has_truth = has_truth.to(vertices.device)
+        if not bool(has_truth.any()):
+            return
+        target = batch["vertices"].to(vertices)[has_truth]
+        predicted = vertices[has_truth]
+        mean_face = self.model.mean_vertices(predicted.shape[0]).to(predicted)
+        count = predicted.shape[0]
+        metrics = {
+            "val/vertex_error_mm": vertex_error_mm(predicted, target).mean(),
+            "val/vertex_error_similarity_mm": vertex_error_mm(predicted, target, align=True).mean(),
+            "val/mean_face_error_mm": vertex_error_mm(mean_face, target).mean(),
+            "val/mean_face_error_similarity_mm": vertex_error_mm(mean_face, target, align=True).mean(),
+        }
+        self.log_dict(metrics, batch_size=count, sync_dist=True)
+
+    @torch.no_grad()
+    def log_images(self, name: str, result: Reconstruction) -> None:
+        """Log input | render | overlay | UV texture rows of the first ``num_logged_images`` faces."""
+        count = min(self.hparams.num_logged_images, result.image.shape[0])
+        if count < 1:
+            return
+        render = result.render
+        panels = reconstruction_panels(
+            result.image[:count],
+            render.image[:count],
+            render.mask[:count],
+            render.landmarks[:count],
+            render.landmark_visibility[:count],
+            result.texture[:count],
+        )
+        log_dir = self.trainer.log_dir
+        folder = Path(log_dir) / "images" if log_dir else None
+        log_image_grid(self.logger, folder, name, panels, self.global_step, columns=PANELS_PER_ROW)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW over the regressor's trainable parameters, with the learning-rate schedule stepped per step."""
+        hparams = self.hparams
+        trainable = [parameter for parameter in self.regressor.parameters() if parameter.requires_grad]
+        optimiser = torch.optim.AdamW(
+            trainable, lr=hparams.lr, betas=tuple(hparams.betas), weight_decay=hparams.weight_decay
+        )
+        total = hparams.schedule_steps or self.trainer.max_steps
+        if hparams.schedule == "cosine" and (total is None or total < 1):
+            raise ValueError("FastGANFitModule: the cosine schedule needs trainer.max_steps or schedule_steps")
+        schedule = LearningRateSchedule(
+            hparams.schedule,
+            max(total or 1, 1),
+            hparams.warmup_steps,
+            hparams.min_lr_factor,
+            hparams.step_size,
+            hparams.gamma,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only the regressor's weights: the frozen components come from the run's config."""
+        checkpoint["state_dict"] = {
+            key: value for key, value in checkpoint["state_dict"].items() if key.startswith(REGRESSOR_PREFIX)
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Fill the frozen components' entries from this module, so that strict loading checks the regressor."""
+        state = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if not key.startswith(REGRESSOR_PREFIX):
+                state.setdefault(key, value)

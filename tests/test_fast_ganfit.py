@@ -1,0 +1,332 @@
+"""FastGANFitModule on tiny synthetic data: one step of each phase, frozen parts, checkpoints, vertex error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import OmegaConf
+
+from fastganfit.data.datamodule import FaceDataModule
+from fastganfit.data.synthetic import generate_synthetic_faces
+from fastganfit.facemodel.morphable import MorphableModel
+from fastganfit.facemodel.texture_generator import TextureGenerator
+from fastganfit.model.build import build_fast_ganfit
+from fastganfit.model.fast_ganfit import FastGANFitModule, load_regressor_weights
+from fastganfit.model.losses import GANFitLoss
+from fastganfit.model.lr_schedule import LearningRateSchedule
+from fastganfit.model.vertex_error import similarity_align, vertex_error_mm
+from fastganfit.perception.dlib_resnet import DlibResNet
+from fastganfit.perception.face_chip import DlibChipAligner
+from fastganfit.perception.heatmaps import GaussianHeatmaps
+from fastganfit.perception.identity import IdentityNet
+from fastganfit.render.face_renderer import FaceRenderer
+
+CROP = 64
+ALIGN_WEIGHTS = {"landmark": 1.0, "shape": 0.003, "expression": 0.003, "texture": 0.003, "light": 0.003}
+FULL_WEIGHTS = {**ALIGN_WEIGHTS, "identity": 10.0, "content": 0.2, "pixel": 1.0, "landmark": 2.0}
+TINY_REGRESSOR = {"heatmap_backbone": "resnet10t", "adapter_channels": 16, "feature_dim": 32, "hidden": 32}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """Four synthetic faces with ground truth at crop size 64."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic_faces(folder, n=4, seed=0, crop_size=CROP, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def components(ict_model: MorphableModel) -> dict:
+    """Frozen components at test size: a small random texture GAN (so it has parameters to keep frozen), a
+    random-weight dlib network (no weights file needed), 64 px renders and 32 px Gaussian heatmaps."""
+    torch.manual_seed(0)
+    return {
+        "model": ict_model,
+        "texture": TextureGenerator(
+            resolution=32, z_dim=16, w_dim=16, mapping_layers=2, base_channels=8, max_channels=16
+        ),
+        "renderer": FaceRenderer.from_model(ict_model, image_size=CROP, backend="torch"),
+        "identity": IdentityNet(DlibResNet(), DlibChipAligner(150, 0.25), ["stage2", "stage3"]),
+        "heatmaps": GaussianHeatmaps(crop_size=CROP, heatmap_size=32),
+    }
+
+
+def make_module(components: dict, phase: str, **kwargs) -> FastGANFitModule:
+    weights = ALIGN_WEIGHTS if phase == "align" else FULL_WEIGHTS
+    return build_fast_ganfit(
+        **components,
+        regressor=TINY_REGRESSOR,
+        loss=GANFitLoss(**weights),
+        phase=phase,
+        lr=1e-3,
+        schedule="constant",
+        log_images_every_n_steps=1,
+        **kwargs,
+    )
+
+
+def make_data(shards: Path, batch_size: int = 2) -> FaceDataModule:
+    return FaceDataModule(
+        str(shards), str(shards), batch_size=batch_size, num_workers=0, shuffle_buffer=0, augment=False
+    )
+
+
+def make_trainer(root: Path, max_steps: int, callbacks: list | None = None) -> L.Trainer:
+    return L.Trainer(
+        max_steps=max_steps,
+        accelerator="cpu",
+        logger=CSVLogger(root, name="logs"),
+        default_root_dir=root,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks or [],
+    )
+
+
+class GradientRecorder(L.Callback):
+    """Records the regressor's gradients (by parameter name) just before the first optimiser step."""
+
+    def __init__(self) -> None:
+        self.gradients: dict[str, torch.Tensor | None] = {}
+
+    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+        if not self.gradients:
+            self.gradients = {
+                name: None if p.grad is None else p.grad.detach().clone()
+                for name, p in module.regressor.named_parameters()
+            }
+
+
+def frozen_state(module: FastGANFitModule) -> dict[str, torch.Tensor]:
+    return {
+        f"{part}.{name}": value.detach().clone()
+        for part in ("model", "texture", "renderer", "identity", "heatmaps")
+        for name, value in getattr(module, part).state_dict().items()
+    }
+
+
+def regressor_state(module: FastGANFitModule) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.regressor.state_dict().items()}
+
+
+def train_one_step(components: dict, shards: Path, root: Path, phase: str, **kwargs):
+    module = make_module(components, phase, **kwargs)
+    before_frozen, before_regressor = frozen_state(module), regressor_state(module)
+    recorder = GradientRecorder()
+    trainer = make_trainer(root, 1, [recorder])
+    trainer.fit(module, datamodule=make_data(shards))
+    return module, trainer, recorder.gradients, before_frozen, before_regressor
+
+
+def assert_frozen_unchanged(module: FastGANFitModule, before: dict[str, torch.Tensor]) -> None:
+    after = frozen_state(module)
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[name], value) for name, value in before.items())
+    assert sum(p.numel() for p in module.texture.parameters()) > 0
+    assert sum(p.numel() for p in module.identity.parameters()) > 0
+    for part in ("model", "texture", "renderer", "identity", "heatmaps"):
+        component = getattr(module, part)
+        assert not any(p.requires_grad for p in component.parameters())
+        assert not any(m.training for m in component.modules()), part
+
+
+def test_align_step(components, shards, tmp_path) -> None:
+    module, trainer, gradients, frozen, regressor = train_one_step(components, shards, tmp_path, "align")
+    metrics = trainer.callback_metrics
+    assert trainer.global_step == 1
+    assert torch.isfinite(metrics["train/total"]) and metrics["train/total"] > 0
+    assert {"train/landmark", "train/shape", "train/expression", "train/texture", "train/light", "train/lr"} <= set(
+        metrics
+    )
+    assert "train/identity" not in metrics and "train/pixel" not in metrics
+    assert metrics["train/lr"] == pytest.approx(1e-3)
+    # the trained heads get gradients (zero heads: only they do on the first step); the others get none
+    for head in ("shape", "expression", "camera"):
+        assert gradients[f"heads.{head}.weight"].abs().sum() > 0
+    for head in ("texture", "light"):
+        assert gradients[f"heads.{head}.weight"] is None and gradients[f"heads.{head}.bias"] is None
+    after = regressor_state(module)
+    assert not torch.equal(after["heads.camera.weight"], regressor["heads.camera.weight"])
+    for head in ("texture", "light"):
+        assert torch.equal(after[f"heads.{head}.weight"], regressor[f"heads.{head}.weight"])
+        assert after[f"heads.{head}.weight"].abs().sum() == 0
+    assert_frozen_unchanged(module, frozen)
+    images = list((Path(trainer.log_dir) / "images").glob("train_reconstruction_*.png"))
+    assert len(images) == 1
+
+
+def test_full_step_loads_align_checkpoint(components, shards, tmp_path) -> None:
+    aligned, align_trainer, *_ = train_one_step(components, shards, tmp_path / "align", "align")
+    checkpoint = tmp_path / "align.ckpt"
+    align_trainer.save_checkpoint(checkpoint)
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    assert stored and all(key.startswith("regressor.") for key in stored)  # frozen parts are not stored
+    module = make_module(components, "full", init_checkpoint=checkpoint)
+    loaded = regressor_state(module)
+    assert all(torch.equal(loaded[name], value) for name, value in regressor_state(aligned).items())
+
+    before_frozen = frozen_state(module)
+    recorder = GradientRecorder()
+    trainer = make_trainer(tmp_path / "full", 1, [recorder])
+    trainer.fit(module, datamodule=make_data(shards))
+    metrics = trainer.callback_metrics
+    for term in ("identity", "content", "pixel", "landmark", "total"):
+        assert torch.isfinite(metrics[f"train/{term}"]) and metrics[f"train/{term}"] > 0, term
+    # every head trains in the full phase; after the alignment step the trunk gets gradients too
+    for head in ("shape", "expression", "texture", "camera", "light"):
+        assert recorder.gradients[f"heads.{head}.weight"].abs().sum() > 0, head
+    assert recorder.gradients["fusion.0.weight"].abs().sum() > 0
+    assert recorder.gradients["adapters.0.layers.0.weight"].abs().sum() > 0
+    assert_frozen_unchanged(module, before_frozen)
+
+
+def test_init_checkpoint_errors(components, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"missing\.ckpt"):
+        make_module(components, "full", init_checkpoint=tmp_path / "missing.ckpt")
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"generator.weight": torch.zeros(2)}}, other)
+    with pytest.raises(ValueError, match="no regressor weights"):
+        load_regressor_weights(other)
+
+
+def test_validation_logs_vertex_error(components, shards, tmp_path) -> None:
+    module = make_module(components, "align")
+    trainer = make_trainer(tmp_path, 1)
+    trainer.validate(module, datamodule=make_data(shards))
+    metrics = trainer.callback_metrics
+    # an untrained regressor predicts the mean face: its error is the mean face's (synthetic faces: several mm)
+    assert metrics["val/vertex_error_mm"] == pytest.approx(float(metrics["val/mean_face_error_mm"]), abs=1e-4)
+    assert 1.0 < float(metrics["val/vertex_error_mm"]) < 20.0
+    assert float(metrics["val/vertex_error_similarity_mm"]) <= float(metrics["val/vertex_error_mm"])
+    assert torch.isfinite(metrics["val/landmark"])
+
+
+def test_configuration_errors(components) -> None:
+    with pytest.raises(ValueError, match="phase"):
+        make_module(components, "finetune")
+    with pytest.raises(ValueError, match="train_heads"):
+        make_module(components, "align", train_heads=["nose"])
+    with pytest.raises(ValueError, match="read from the components"):
+        build_fast_ganfit(**components, regressor={"sizes": None}, loss=GANFitLoss(landmark=1.0))
+
+
+def test_similarity_alignment_recovers_transform() -> None:
+    points = torch.randn(2, 50, 3, dtype=torch.float64)
+    angle = torch.tensor(0.7, dtype=torch.float64)
+    rotation = torch.tensor(
+        [[angle.cos(), -angle.sin(), 0.0], [angle.sin(), angle.cos(), 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
+    moved = 1.7 * points @ rotation.T + torch.tensor([3.0, -2.0, 5.0], dtype=torch.float64)
+    assert torch.allclose(similarity_align(points, moved), moved, atol=1e-9)
+    assert vertex_error_mm(points, moved, align=True).max() < 1e-6
+    assert vertex_error_mm(points, points + torch.tensor([3.0, 4.0, 0.0], dtype=torch.float64)).tolist() == [5.0, 5.0]
+
+
+def test_learning_rate_schedules() -> None:
+    cosine = LearningRateSchedule("cosine", total_steps=110, warmup_steps=10, min_factor=0.1)
+    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0) and cosine(10) == pytest.approx(1.0)
+    assert cosine(60) == pytest.approx(0.55) and cosine(110) == pytest.approx(0.1) and cosine(500) == pytest.approx(0.1)
+    step = LearningRateSchedule("step", step_size=5, gamma=0.5)
+    assert [step(t) for t in (0, 4, 5, 10)] == [1.0, 1.0, 0.5, 0.25]
+    with pytest.raises(ValueError, match="schedule"):
+        LearningRateSchedule("linear")
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_train_overrides(shards: Path) -> list[str]:
+    """train.py overrides for a CPU-tiny run of a fast_* experiment on the 64 px synthetic shards."""
+    return [
+        f"data.train_urls={shards}",
+        f"data.val_urls={shards}",
+        "data.synthetic=null",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.shuffle_buffer=0",
+        "data.augment=false",
+        "model.renderer.image_size=64",
+        "model.heatmaps.crop_size=64",
+        "model.heatmaps.heatmap_size=32",
+        "model.texture.resolution=32",
+        "model.identity.layers=[stage2,stage3]",
+        "model.regressor.adapter_channels=16",
+        "model.regressor.feature_dim=32",
+        "model.regressor.hidden=32",
+        "model.log_images_every_n_steps=1",
+        "model.warmup_steps=0",
+        "callbacks.checkpoint.every_n_train_steps=1",
+        "trainer.log_every_n_steps=1",
+        "+trainer.enable_progress_bar=false",
+    ]
+
+
+def run_train(*overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "train.py"), *overrides]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def adam_steps(checkpoint: dict) -> set[int]:
+    return {int(state["step"]) for state in checkpoint["optimizer_states"][0]["state"].values()}
+
+
+@pytest.mark.slow
+def test_train_py_align_then_resume_then_full(shards, tmp_path) -> None:
+    first = run_train(
+        "experiment=fast_align",
+        "trainer.max_steps=2",
+        f"hydra.run.dir={tmp_path / 'align'}",
+        *tiny_train_overrides(shards),
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = tmp_path / "align" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 2 and adam_steps(saved) == {2}
+    metrics = next((tmp_path / "align" / "logs").rglob("metrics.csv")).read_text()
+    assert "val/vertex_error_mm" in metrics and "train/images_per_second" in metrics  # 2 steps = one epoch
+    assert list((tmp_path / "align").rglob("train_reconstruction_*.png"))
+
+    resumed = run_train(
+        "experiment=fast_align",
+        "trainer.max_steps=3",
+        f"ckpt_path={last}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+        *tiny_train_overrides(shards),
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    state = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    # continues from step 2 with the saved Adam moments (a fresh optimiser would count 1 step, not 3)
+    assert state["global_step"] == 3 and adam_steps(state) == {3}
+    assert state["lr_schedulers"][0]["last_epoch"] == 3
+
+    full = run_train(
+        "experiment=fast_full",
+        "trainer.max_steps=1",
+        f"model.init_checkpoint={last}",
+        f"hydra.run.dir={tmp_path / 'full'}",
+        *tiny_train_overrides(shards),
+    )
+    assert full.returncode == 0, full.stderr[-3000:]
+    full_metrics = next((tmp_path / "full" / "logs").rglob("metrics.csv")).read_text()
+    assert "train/identity" in full_metrics and "train/pixel" in full_metrics
+
+
+def test_experiment_configs() -> None:
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        align = compose("train", overrides=["experiment=fast_align"])
+        full = compose("train", overrides=["experiment=fast_full"])
+    assert align.model.phase == "align" and align.model.init_checkpoint is None
+    assert list(align.model.train_heads) == ["shape", "expression", "camera"]
+    assert align.loss.identity == 0 and align.loss.landmark > 0 and align.data.synthetic.train.n > 0
+    assert full.model.phase == "full" and OmegaConf.is_missing(full.model, "init_checkpoint")
+    assert len(full.model.train_heads) == 5 and full.loss.identity > 0 and full.loss.pixel > 0
+    assert full.model.loss.identity == full.loss.identity  # the model's loss is the chosen loss group
