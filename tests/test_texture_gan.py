@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fastganfit.data.texture_data import TextureDataModule
+from fastganfit.facemodel import texture_generator
 from fastganfit.facemodel.procedural_texture import REGION_NAMES, ProceduralTexture
 from fastganfit.facemodel.texture_generator import LATENT_SPACES, TextureGenerator
 from fastganfit.model.texture_gan import TextureGANModule
@@ -134,3 +135,9 @@ def test_masked_loss_ignores_masked_texels() -> None:
     unmasked = TextureGANModule(generator=TINY, discriminator={"base_channels": 16, "max_channels": 32})
     assert not torch.allclose(unmasked.losses(batch, fake, False)["d_loss"],
                               unmasked.losses(altered_batch, altered_fake, False)["d_loss"])
+
+
+def test_missing_default_prior_says_how_to_make_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(texture_generator, "default_texture_prior_path", lambda: tmp_path / "absent.pt")
+    with pytest.raises(FileNotFoundError, match="experiment=texture_gan_procedural"):
+        texture_generator.load_default_texture_prior()

@@ -286,5 +286,12 @@ def default_texture_prior_path() -> Path:
 
 
 def load_default_texture_prior(latent_space: str = "w") -> TextureGenerator:
-    """The shipped default texture prior: synthetic (procedural) UV textures, see the README."""
-    return TextureGenerator.load(default_texture_prior_path(), latent_space=latent_space)
+    """The default texture prior (trained on procedural UV textures), from ``fastganfit/assets``."""
+    path = default_texture_prior_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the default texture prior {path} is not there yet. Train one with `python train.py "
+            "experiment=texture_gan_procedural` and export it with `python scripts/export_texture_prior.py "
+            f"<run>/checkpoints/last.ckpt --output {path}`, or use texture=procedural or texture=gan texture.path=..."
+        )
+    return TextureGenerator.load(path, latent_space=latent_space)
