@@ -31,7 +31,7 @@ from PIL import Image
 from webdataset.shardlists import expand_urls
 
 from fastganfit.data.schema import IMAGE_MEMBER, LANDMARKS_MEMBER, METADATA_MEMBER, PARAMS_MEMBER, VERTICES_MEMBER
-from fastganfit.data.uv_shards import CorruptSampleCounter, _check_key, _decode_image, _is_local
+from fastganfit.data.uv_shards import CorruptSampleCounter, _check_key, _decode_image, expand_shard_pattern
 from fastganfit.io.atomic import atomic_write
 from fastganfit.io.images import image_to_uint8
 from fastganfit.io.overlays import save_landmark_grid
@@ -343,15 +343,7 @@ def face_shard_urls(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> li
             resolved.extend(str(path) for path in listed)
             continue
         for url in expand_urls(text):
-            if _is_local(url) and any(char in url for char in "*?["):
-                matches = sorted(glob.glob(url))
-                if not matches:
-                    raise FileNotFoundError(f"no face shards match {url}")
-                resolved.extend(matches)
-            elif _is_local(url) and not Path(url).is_file():
-                raise FileNotFoundError(f"face shard {url} does not exist")
-            else:
-                resolved.append(url)
+            resolved.extend(expand_shard_pattern(url, "face shard"))
     if not resolved:
         raise ValueError(f"no face shard URLs in {urls!r}")
     return resolved

@@ -290,6 +290,20 @@ def _is_local(url: str) -> bool:
     return "://" not in url and not url.startswith("pipe:")
 
 
+def expand_shard_pattern(url: str, what: str) -> list[str]:
+    """One shard URL -> the shards it names: a local glob is expanded (sorted; no match is an error), a
+    local file must exist, and remote URLs (``s3://``, ``pipe:``...) pass unchecked. ``what`` names the
+    kind of shard in errors (e.g. ``"UV shard"``)."""
+    if _is_local(url) and any(char in url for char in "*?["):
+        matches = sorted(glob.glob(url))
+        if not matches:
+            raise FileNotFoundError(f"no {what}s match {url}")
+        return matches
+    if _is_local(url) and not Path(url).is_file():
+        raise FileNotFoundError(f"{what} {url} does not exist")
+    return [url]
+
+
 def shard_urls(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     """Shard URLs from a list, a glob (``data/uv-*.tar``), a brace pattern (``data/uv-{000000..000009}.tar``)
     or a shard folder (read from its ``manifest.json``). Local shards must exist."""
@@ -300,17 +314,7 @@ def shard_urls(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list[st
         candidates = expand_urls(text)
     else:
         candidates = [os.fspath(url) for url in urls]
-    resolved: list[str] = []
-    for url in candidates:
-        if _is_local(url) and any(char in url for char in "*?["):
-            matches = sorted(glob.glob(url))
-            if not matches:
-                raise FileNotFoundError(f"no UV shards match {url}")
-            resolved.extend(matches)
-        elif _is_local(url) and not Path(url).is_file():
-            raise FileNotFoundError(f"UV shard {url} does not exist")
-        else:
-            resolved.append(url)
+    resolved = [shard for url in candidates for shard in expand_shard_pattern(url, "UV shard")]
     if not resolved:
         raise ValueError("no UV shard URLs given")
     return resolved
