@@ -15,7 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from fastganfit.facemodel.random_faces import sample_random_faces
+from fastganfit.facemodel.lighting import SphericalHarmonicsLighting
+from fastganfit.facemodel.random_faces import sample_random_faces, sample_sh_light
 from fastganfit.io.images import save_grid
 from fastganfit.io.mesh_export import write_obj
 
@@ -31,6 +32,8 @@ def main(cfg: DictConfig) -> None:
     generator = torch.Generator().manual_seed(int(cfg.seed))
     faces = sample_random_faces(model, int(cfg.num_faces), generator, **cfg.sampler)
     texture_latents = torch.randn(int(cfg.num_faces), texture_model.latent_dim, generator=generator)
+    if isinstance(renderer.lighting, SphericalHarmonicsLighting):
+        faces.light = sample_sh_light(int(cfg.num_faces), generator)
     images, exported = [], 0
     with torch.no_grad():
         for start in tqdm(range(0, cfg.num_faces, cfg.batch_size), desc="rendering", unit="batch"):

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from fastganfit.facemodel.camera import PITCH, YAW
+from fastganfit.facemodel.lighting import SphericalHarmonicsLighting
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.random_faces import sample_random_faces
+from fastganfit.facemodel.random_faces import sample_random_faces, sample_sh_light
 from fastganfit.io.mesh_export import read_obj
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,3 +60,14 @@ def test_demo_entry_point_rejects_bad_options(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "num_faces and batch_size must be positive" in result.stderr
     assert not (tmp_path / "grid.png").exists()
+
+
+def test_sh_light_samples_shade_faces_plausibly() -> None:
+    light = sample_sh_light(64, torch.Generator().manual_seed(0))
+    assert light.shape == (64, 27)
+    normals = torch.nn.functional.normalize(torch.randn(64, 3, 8, 8), dim=1)
+    normals[:, 2] = normals[:, 2].abs()
+    shaded = SphericalHarmonicsLighting().shade(torch.ones(64, 3, 8, 8), normals, normals, light)
+    assert 0.5 < shaded.mean() < 1.3, "about as bright as white ambient light on average"
+    assert shaded.std(dim=(2, 3)).mean() > 0.05, "the light has a direction"
+    torch.testing.assert_close(shaded[:, 0], shaded[:, 2])

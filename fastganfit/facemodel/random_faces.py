@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from fastganfit.facemodel.camera import PITCH, ROLL, YAW, PerspectiveCamera
-from fastganfit.facemodel.lighting import PhongLighting
+from fastganfit.facemodel.lighting import PhongLighting, SphericalHarmonicsLighting
 from fastganfit.facemodel.morphable import MorphableModel
 
 
@@ -59,3 +59,13 @@ def sample_random_faces(
     light[:, 6:9] = (uniform(batch_size, 3) * 2 - 1) * torch.tensor([1.5, 1.0, 0.3])
     light[:, 9] = 0.15 * uniform(batch_size)
     return RandomFaces(shape, expression, camera, light)
+
+
+def sample_sh_light(batch_size: int, generator: torch.Generator, strength: float = 0.25) -> torch.Tensor:
+    """Random spherical-harmonics light ``[B, 27]``: ambient near 1 (DC offsets in [-0.3, 0.1]) plus a
+    grey first-order term (a main light direction) and weak second-order terms, all shared by R, G, B."""
+    coefficients = torch.zeros(batch_size, 9, 1)
+    coefficients[:, 0] = (torch.rand(batch_size, 1, generator=generator) * 0.4 - 0.3) * 3.5449
+    coefficients[:, 1:4] = torch.randn(batch_size, 3, 1, generator=generator) * strength * 2.0
+    coefficients[:, 4:] = torch.randn(batch_size, 5, 1, generator=generator) * strength * 0.5
+    return coefficients.expand(-1, -1, 3).reshape(batch_size, SphericalHarmonicsLighting.num_params)
