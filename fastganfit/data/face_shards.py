@@ -31,7 +31,13 @@ from PIL import Image
 from webdataset.shardlists import expand_urls
 
 from fastganfit.data.schema import IMAGE_MEMBER, LANDMARKS_MEMBER, METADATA_MEMBER, PARAMS_MEMBER, VERTICES_MEMBER
-from fastganfit.data.uv_shards import CorruptSampleCounter, _check_key, _decode_image, expand_shard_pattern
+from fastganfit.data.uv_shards import (
+    CorruptSampleCounter,
+    _check_key,
+    _decode_image,
+    expand_shard_pattern,
+    read_shard_manifest,
+)
 from fastganfit.io.atomic import atomic_write
 from fastganfit.io.images import image_to_uint8
 from fastganfit.io.overlays import save_landmark_grid
@@ -319,13 +325,7 @@ class FaceShardWriter:
 
 def read_face_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     """The ``manifest.json`` of a face-shard folder (``shards``, ``samples``, ``crop_size``, ...)."""
-    path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: not a face-shard folder, or its writing did not finish")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: not a face-shard manifest (format {manifest.get('format')!r})")
-    return manifest
+    return read_shard_manifest(folder, MANIFEST_FORMAT, "face-shard")
 
 
 def face_shard_urls(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:

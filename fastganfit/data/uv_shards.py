@@ -193,15 +193,21 @@ def write_uv_shards(
     return shards
 
 
-def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
-    """The ``manifest.json`` of a shard folder (``shards``, ``samples``, ``resolution``, ...)."""
+def read_shard_manifest(folder: str | os.PathLike, expected_format: str, what: str) -> dict[str, Any]:
+    """The ``manifest.json`` of a shard folder whose ``format`` must be ``expected_format``; ``what`` names
+    the kind of shards in errors (e.g. ``"UV-shard"``)."""
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: not a UV shard folder, or its writing did not finish")
+        raise FileNotFoundError(f"{path} does not exist: not a {what} folder, or its writing did not finish")
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: not a UV-shard manifest (format {manifest.get('format')!r})")
+    if manifest.get("format") != expected_format:
+        raise ValueError(f"{path}: not a {what} manifest (format {manifest.get('format')!r})")
     return manifest
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``manifest.json`` of a UV-shard folder (``shards``, ``samples``, ``resolution``, ...)."""
+    return read_shard_manifest(folder, MANIFEST_FORMAT, "UV-shard")
 
 
 # ---------------------------------------------------------------------------------------------- reading
