@@ -36,6 +36,7 @@ from fastganfit.data.uv_shards import (
     _check_key,
     _decode_image,
     expand_shard_pattern,
+    open_shards,
     read_shard_manifest,
 )
 from fastganfit.io.atomic import atomic_write
@@ -445,16 +446,9 @@ def face_dataset(
         raise ValueError(f"shuffle_buffer must be a non-negative integer, got {shuffle_buffer!r}")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable or None, got {type(augment).__name__}")
-    shards = face_shard_urls(urls)
     handler = CorruptFaceSampleCounter()
-    dataset = wds.WebDataset(
-        shards,
-        handler=handler,
-        shardshuffle=len(shards) if shuffle_buffer > 0 else False,
-        detshuffle=True,  # a new shard order each pass (a seeded shuffle would repeat one order every epoch)
-        nodesplitter=wds.split_by_node if split_by_node else None,
-        workersplitter=wds.split_by_worker if split_by_worker else None,
-        empty_check=False,
+    dataset = open_shards(
+        face_shard_urls(urls), handler, shuffle_buffer, split_by_node, split_by_worker, empty_check=False
     )
     dataset = dataset.compose(functools.partial(_decode_stage, handler=handler))
     if augment is not None:

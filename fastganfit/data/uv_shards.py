@@ -326,6 +326,28 @@ def shard_urls(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list[st
     return resolved
 
 
+def open_shards(
+    shards: list[str],
+    handler: Callable[[Exception], bool],
+    shuffle_buffer: int,
+    split_by_node: bool,
+    split_by_worker: bool,
+    empty_check: bool = True,
+) -> wds.WebDataset:
+    """A ``webdataset.WebDataset`` over resolved ``shards``: shard order shuffled each pass when
+    ``shuffle_buffer > 0``, split across ranks and DataLoader workers unless disabled, errors passed to
+    ``handler``. ``empty_check=False`` lets a reader that got no shard yield nothing instead of failing."""
+    return wds.WebDataset(
+        shards,
+        handler=handler,
+        shardshuffle=len(shards) if shuffle_buffer > 0 else False,
+        detshuffle=True,  # a new shard order each pass (a seeded shuffle would repeat one order every epoch)
+        nodesplitter=wds.split_by_node if split_by_node else None,
+        workersplitter=wds.split_by_worker if split_by_worker else None,
+        empty_check=empty_check,
+    )
+
+
 def uv_texture_dataset(
     urls: str | os.PathLike | Sequence[str | os.PathLike],
     resolution: int | None = None,
@@ -341,16 +363,8 @@ def uv_texture_dataset(
     unless disabled (then each rank or worker reads every shard). Corrupt samples are skipped with a
     ``RuntimeWarning`` and counted in the returned pipeline's ``corrupt_samples.count``.
     """
-    shards = shard_urls(urls)
     handler = CorruptSampleCounter()
-    dataset = wds.WebDataset(
-        shards,
-        handler=handler,
-        shardshuffle=len(shards) if shuffle_buffer > 0 else False,
-        detshuffle=True,  # a new shard order each pass (a seeded shuffle would repeat one order every epoch)
-        nodesplitter=wds.split_by_node if split_by_node else None,
-        workersplitter=wds.split_by_worker if split_by_worker else None,
-    )
+    dataset = open_shards(shard_urls(urls), handler, shuffle_buffer, split_by_node, split_by_worker)
     dataset = dataset.compose(functools.partial(_decode_stage, resolution=resolution, handler=handler))
     dataset = dataset.shuffle(shuffle_buffer)
     dataset.corrupt_samples = handler

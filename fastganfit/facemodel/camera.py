@@ -16,8 +16,6 @@ All zeros: a frontal face at ``distance`` mm whose landmarks fill about three qu
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -97,7 +95,3 @@ class PerspectiveCamera(nn.Module):
     def project(self, points: torch.Tensor, params: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Model-frame ``points [B, N, 3]`` to pixel coordinates and depth ``[B, N, 3]``."""
         return self.view_to_pixels(self.to_view(points, params), params, image_size)
-
-    def field_of_view_degrees(self) -> float:
-        """Field of view across the shorter image side at zero parameters."""
-        return math.degrees(2.0 * math.atan(1.0 / self.focal))
