@@ -1,0 +1,26 @@
+"""The run's model configuration inside every checkpoint, so a checkpoint alone rebuilds its model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+
+CHECKPOINT_CONFIG_KEY = "fastganfit"
+
+
+class ModelConfigInCheckpoint(L.Callback):
+    """Stores ``model_config`` (the resolved ``model`` config train.py instantiated, a plain dict with its
+    ``_target_`` keys) in each checkpoint as ``checkpoint["fastganfit"]["model"]``.
+
+    Checkpoints of :class:`~fastganfit.model.fast_ganfit.FastGANFitModule` hold the regressor's weights only;
+    with this config, ``fit.py`` rebuilds the frozen components (face model, texture model, renderer,
+    identity network, heatmaps) exactly as the run used them.
+    """
+
+    def __init__(self, model_config: dict[str, Any]) -> None:
+        self.model_config = model_config
+
+    def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Add the model config to ``checkpoint``."""
+        checkpoint[CHECKPOINT_CONFIG_KEY] = {"model": self.model_config}
