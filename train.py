@@ -1,4 +1,5 @@
-"""Training entry point (Hydra): ``python train.py experiment=NAME [trainer=cpu|gpu|ddp|slurm] [logger=csv|wandb]``.
+"""Training entry point (Hydra): ``python train.py experiment=NAME [trainer=cpu|gpu|ddp|ddp_cpu|slurm]
+[logger=csv|wandb|tensorboard]``.
 
 The experiment config provides ``model`` (a LightningModule) and ``data`` (a LightningDataModule);
 ``ckpt_path=...`` resumes a run with its optimiser state and step. An experiment with ``stages`` (e.g.

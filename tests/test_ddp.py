@@ -1,0 +1,87 @@
+"""train.py with DistributedDataParallel over 2 CPU processes (gloo): both ranks end with the same regressor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from test_fast_ganfit import run_train, tiny_train_overrides
+
+from fastganfit.data.synthetic import generate_synthetic_faces
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+STEPS = 3
+
+
+class RegressorWeightsPerRank(L.Callback):
+    """Writes ``<folder>/rank<R>.pt`` on each rank at the end of training: the regressor's parameters at the
+    start and at the end of training (by name) and the keys of the samples that rank trained on."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.start: dict[str, torch.Tensor] = {}
+        self.keys: list[str] = []
+
+    @staticmethod
+    def _parameters(module: L.LightningModule) -> dict[str, torch.Tensor]:
+        return {name: value.detach().clone() for name, value in module.regressor.named_parameters()}
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.start = self._parameters(module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        self.keys.extend(batch["key"])
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {"start": self.start, "end": self._parameters(module), "keys": self.keys, "steps": trainer.global_step}
+        torch.save(state, self.folder / f"rank{trainer.global_rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_end_with_identical_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shards = tmp_path / "shards"  # two shards of two faces: webdataset gives each rank one shard
+    generate_synthetic_faces(shards, n=4, seed=0, crop_size=64, max_per_shard=2, progress=False)
+    weights = tmp_path / "weights"
+    run_dir = tmp_path / "run"
+    # the child rank re-runs train.py and must import the callback above
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    result = run_train(
+        "experiment=fast_align",
+        "trainer=ddp_cpu",
+        f"trainer.max_steps={STEPS}",
+        "data.epoch_samples=4",  # 2 samples = 1 batch per rank and epoch, whatever the shard sizes
+        f"hydra.run.dir={run_dir}",
+        *tiny_train_overrides(shards),
+        "+callbacks.rank_weights._target_=test_ddp.RegressorWeightsPerRank",
+        f"+callbacks.rank_weights.folder={weights}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(weights / f"rank{rank}.pt", map_location="cpu", weights_only=True) for rank in (0, 1)]
+    assert [rank["steps"] for rank in ranks] == [STEPS, STEPS]
+    # the ranks trained on different faces, so only the gradient all-reduce can keep them equal
+    keys = [set(rank["keys"]) for rank in ranks]
+    assert all(len(rank["keys"]) == 2 * STEPS for rank in ranks) and keys[0] and keys[1] and not keys[0] & keys[1]
+    start, end = ranks[0]["start"], ranks[0]["end"]
+    assert start.keys() == end.keys() == ranks[1]["end"].keys()
+    assert all(torch.equal(ranks[1]["start"][name], value) for name, value in start.items())
+    assert all(torch.equal(ranks[1]["end"][name], value) for name, value in end.items())
+    changed = [name for name in start if not torch.equal(start[name], end[name])]
+    assert "heads.shape.weight" in changed and "fusion.0.weight" in changed
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == STEPS
+    assert all(torch.equal(saved["state_dict"][f"regressor.{name}"], value) for name, value in end.items())
+
+
+def test_ddp_cpu_trainer_config() -> None:
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=fast_align", "trainer=ddp_cpu"])
+    trainer = cfg.trainer
+    assert trainer.accelerator == "cpu" and trainer.devices == 2 and trainer.sync_batchnorm is False
+    assert trainer.strategy._target_ == "lightning.pytorch.strategies.DDPStrategy"
+    assert trainer.strategy.process_group_backend == "gloo"
