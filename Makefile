@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(PY) bench/texture.py
 	$(PY) bench/data.py
 	$(PY) bench/evaluate.py
+	$(PY) bench/train.py
+	$(PY) bench/fit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -40,11 +40,17 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from fastganfit.data.align import align_face
+from fastganfit.data.align import AlignedFace, align_face
 from fastganfit.data.face_shards import FaceShardWriter
 from fastganfit.data.schema import DEFAULT_CROP_SIZE, crop_template
 from fastganfit.io.cli_args import UsageError, boolean, choice, integer, parse_key_values
-from fastganfit.perception.landmarks import Landmarker, build_landmarker, fan_weights_path, largest_face
+from fastganfit.perception.landmarks import (
+    FaceDetection,
+    Landmarker,
+    build_landmarker,
+    fan_weights_path,
+    largest_face,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -141,8 +147,8 @@ def find_inputs(
     raise FileNotFoundError(f"input {root} does not exist (expected a folder, a file or a glob pattern)")
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to uint8 RGB ``[H, W, 3]`` (EXIF orientation applied, first frame).
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file into a loaded PIL image (EXIF orientation applied, first frame, any mode).
 
     Raises :class:`UnusableInputError` with the reason: not an image, unreadable (corrupt, truncated).
     """
@@ -151,14 +157,21 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as opened:
                 opened.load()
-                image = ImageOps.exif_transpose(opened)
+                return ImageOps.exif_transpose(opened)
     except UnidentifiedImageError as error:
         raise UnusableInputError("not an image (no decoder recognises the file)") from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise UnusableInputError(f"unreadable (too large: {error})") from error
     except Exception as error:
         raise UnusableInputError(f"unreadable ({type(error).__name__}: {error})") from error
-    return to_rgb(image)
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to uint8 RGB ``[H, W, 3]`` (:func:`open_image`, then :func:`to_rgb`).
+
+    Raises :class:`UnusableInputError` with the reason: not an image, unreadable (corrupt, truncated).
+    """
+    return to_rgb(open_image(path))
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
@@ -190,11 +203,21 @@ def sample_key(path: Path, root: Path | None, used: set[str]) -> str:
 # ---------------------------------------------------------------------------------------------- one image
 
 
-def prepare_face(
-    path: str | os.PathLike, landmarker: Landmarker, template: np.ndarray, crop_size: int, min_face: float
-) -> PreparedFace:
-    """Decode, detect, align and crop the largest face of one image; :class:`UnusableInputError` says why not."""
-    image = load_rgb(path)
+@dataclass(frozen=True)
+class LargestFace:
+    """The largest face found in an image: its ``detection`` (box, score, landmarks in image pixels), the
+    ``aligned`` crop (crop, crop landmarks, source -> crop transform) and how many ``faces`` were found."""
+
+    detection: FaceDetection
+    aligned: AlignedFace
+    faces: int
+
+
+def align_largest_face(
+    image: np.ndarray, landmarker: Landmarker, template: np.ndarray, crop_size: int, min_face: float
+) -> LargestFace:
+    """Detect the faces of a uint8 RGB image ``[H, W, 3]`` and align the largest onto ``template`` ``[68, 2]``
+    in a ``crop_size`` square crop; :class:`UnusableInputError` says why not (no face, face too small, ...)."""
     detections = landmarker.detect(image)
     face = largest_face(detections)
     if face is None:
@@ -206,6 +229,16 @@ def prepare_face(
         aligned = align_face(image, face.landmarks, template, crop_size)
     except ValueError as error:
         raise UnusableInputError(f"alignment failed ({error})") from error
+    return LargestFace(face, aligned, len(detections))
+
+
+def prepare_face(
+    path: str | os.PathLike, landmarker: Landmarker, template: np.ndarray, crop_size: int, min_face: float
+) -> PreparedFace:
+    """Decode, detect, align and crop the largest face of one image; :class:`UnusableInputError` says why not."""
+    image = load_rgb(path)
+    found = align_largest_face(image, landmarker, template, crop_size, min_face)
+    face, aligned = found.detection, found.aligned
     metadata = {
         "source": str(path),
         "box": [round(float(value), 3) for value in face.box],
@@ -213,7 +246,7 @@ def prepare_face(
         "crop_size": crop_size,
         "landmarker": landmarker.name,
         "score": round(face.score, 6),
-        "faces": len(detections),
+        "faces": found.faces,
         "image_size": [image.shape[1], image.shape[0]],
     }
     return PreparedFace(str(path), aligned.image, aligned.landmarks, metadata)

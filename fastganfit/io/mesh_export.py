@@ -81,12 +81,14 @@ def write_obj(
     uvs: ArrayLike | None = None,
     face_uvs: ArrayLike | None = None,
     texture: ArrayLike | None = None,
+    texture_name: str | None = None,
 ) -> list[Path]:
     """Write ``vertices [V, 3]`` and ``faces [F, 3]`` to ``path`` (``.obj``); returns the files written.
 
     ``uvs [T, 2]`` with per-corner ``face_uvs [F, 3]`` add texture coordinates (``face_uvs`` may be
     omitted when ``T == V``). ``texture`` (float ``[3, H, W]`` in [0, 1] or uint8 ``[H, W, 3]``) also
-    writes ``name.mtl`` and ``name.png`` beside the OBJ and links them; it needs ``uvs``.
+    writes ``name.mtl`` and ``name.png`` (or ``texture_name``, a ``.png`` file name) beside the OBJ and
+    links them; it needs ``uvs``.
     """
     path = Path(path)
     if path.suffix.lower() != ".obj":
@@ -99,6 +101,10 @@ def write_obj(
     files: dict[Path, bytes | str] = {}
     if texture is not None:
         mtl_path, png_path = path.with_suffix(".mtl"), path.with_suffix(".png")
+        if texture_name is not None:
+            if Path(texture_name).name != texture_name or Path(texture_name).suffix.lower() != ".png":
+                raise ValueError(f"write_obj({path}): texture_name must be a .png file name, got {texture_name!r}")
+            png_path = path.with_name(texture_name)
         files[png_path] = png_bytes(image_to_uint8(texture, "texture"))
         files[mtl_path] = (
             f"newmtl {MATERIAL_NAME}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {png_path.name}\n"

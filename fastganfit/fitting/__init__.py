@@ -1,0 +1,1 @@
+"""Reconstruction of photos: regression (Fast-GANFit), GANFit optimisation and GANFit++ refinement, exports."""

@@ -1,0 +1,75 @@
+"""Rebuild a trained FastGANFitModule from its checkpoint (the model config inside + the regressor's weights).
+
+``train.py`` stores the resolved ``model`` config (a plain dict with ``_target_`` keys) in every checkpoint
+as ``checkpoint["fastganfit"]["model"]``; the state dict holds the regressor's weights only. The frozen
+components (face model, texture model, renderer, identity network, heatmaps) are rebuilt from that config.
+The config is instantiated with Hydra's ``instantiate``, the tool that wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from fastganfit.checkpoint_config import CHECKPOINT_CONFIG_KEY
+from fastganfit.model.fast_ganfit import FastGANFitModule, load_regressor_weights
+
+
+def build_fast_ganfit_module(model_config: Mapping[str, Any], device: torch.device | str = "cpu") -> FastGANFitModule:
+    """Instantiate a FastGANFitModule from a resolved model config (``_target_`` keys), without loading any
+    ``init_checkpoint``, on ``device``, in eval mode. Raises ``ValueError`` when the config builds something else."""
+    try:
+        module = instantiate(dict(model_config), init_checkpoint=None, _convert_="all")
+    except InstantiationException as error:
+        raise ValueError(f"the model config could not be built: {error}") from error
+    if not isinstance(module, FastGANFitModule):
+        raise ValueError(f"the model config builds a {type(module).__name__}, not a FastGANFitModule")
+    return module.to(device).eval()
+
+
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """The model config stored in the checkpoint ``path``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not a checkpoint,
+    not a fastganfit checkpoint, or has no model config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist (train one: `python train.py experiment=demo`)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"checkpoint {path} is not a PyTorch checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"checkpoint {path} is not a Lightning checkpoint (no 'state_dict')")
+    stored = checkpoint.get(CHECKPOINT_CONFIG_KEY)
+    if not isinstance(stored, dict):
+        raise ValueError(
+            f"checkpoint {path} is not a fastganfit checkpoint (no '{CHECKPOINT_CONFIG_KEY}' entry): it was not "
+            "written by train.py, or by a version that did not store the model config"
+        )
+    config = stored.get("model")
+    if not isinstance(config, dict) or "_target_" not in config:
+        raise ValueError(f"checkpoint {path} has no model config ('{CHECKPOINT_CONFIG_KEY}.model' with a _target_)")
+    return config
+
+
+def load_fast_ganfit(path: str | Path, device: torch.device | str = "cpu") -> FastGANFitModule:
+    """The FastGANFitModule of a checkpoint written by ``train.py``: its config instantiated (with
+    ``init_checkpoint=None``), the regressor's weights loaded, on ``device``, in eval mode.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not a fastganfit
+    checkpoint of a FastGANFitModule (see :func:`read_model_config`).
+    """
+    config = read_model_config(path)
+    try:
+        module = build_fast_ganfit_module(config, "cpu")
+    except ValueError as error:
+        raise ValueError(f"checkpoint {path}: {error}") from error
+    module.regressor.load_state_dict(load_regressor_weights(path))
+    return module.to(device).eval()

@@ -1,0 +1,181 @@
+"""Per-image optimisation of FaceParams through GANFit's objective: GANFit++ refinement of regressed parameters,
+plain GANFit from the mean face, and multi-image fitting (images of one subject share shape and texture).
+
+All functions take aligned crops ``[B, 3, S, S]`` in [0, 1] with landmarks ``[B, 68, 2]`` (crop pixels), the
+form the data pipeline and :mod:`fastganfit.fitting.faces` produce, and run on the crops' device.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from fastganfit.fitting.graph import fit_target, objective, render_params
+from fastganfit.fitting.settings import FitSettings
+from fastganfit.model.fast_ganfit import FastGANFitModule
+from fastganfit.params import FaceParams, ParamSizes
+
+#: Groups a subject's images share in multi-image fitting; expression, camera and light stay per image.
+SHARED_GROUPS: tuple[str, ...] = ("shape", "texture")
+
+
+@dataclass(frozen=True)
+class ObjectiveRecord:
+    """The objective at one step of a stage: each active term's batch mean and ``total`` (``terms["total"]``).
+    Step ``k < steps`` is the value before the k-th update; step ``steps`` is the value after the last one."""
+
+    stage: str
+    step: int
+    terms: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        """The weighted total."""
+        return self.terms["total"]
+
+
+def stage_totals(history: Sequence[ObjectiveRecord], stage: str) -> list[float]:
+    """The totals of one stage in step order (the last one after the stage's final update)."""
+    return [record.total for record in history if record.stage == stage]
+
+
+def sizes_of(module: FastGANFitModule) -> ParamSizes:
+    """FaceParams sizes of a module's components."""
+    renderer = module.renderer
+    return ParamSizes.from_models(module.model, module.texture, renderer.camera, renderer.lighting)
+
+
+@torch.no_grad()
+def regress(module: FastGANFitModule, crops: Tensor, landmarks: Tensor) -> FaceParams:
+    """The regressor's FaceParams (batch B) of ``crops [B, 3, S, S]`` with ``landmarks [B, 68, 2]``."""
+    return module.reconstruct(crops, landmarks).params.detach()
+
+
+def per_subject_mean(values: Tensor, subjects: Tensor) -> Tensor:
+    """``[S, K]``: the mean of ``values [B, K]`` over the images of each subject (``subjects [B]``, 0 .. S-1)."""
+    count = int(subjects.max()) + 1
+    sums = values.new_zeros(count, values.shape[1]).index_add_(0, subjects, values)
+    return sums / torch.bincount(subjects, minlength=count).clamp(min=1).to(values)[:, None]
+
+
+def share_subject_groups(params: FaceParams, subjects: Tensor) -> FaceParams:
+    """``params`` with each of :data:`SHARED_GROUPS` replaced by its mean over the images of the same subject
+    (``subjects [B]``, 0 .. S-1): multi-image results without optimisation."""
+    groups = params.as_dict()
+    for group in SHARED_GROUPS:
+        groups[group] = per_subject_mean(groups[group], subjects)[subjects]
+    return FaceParams(**groups)
+
+
+class FitParameters:
+    """Leaf tensors being optimised: one ``[B, K]`` leaf per image for most groups and, with ``subjects [B]``,
+    one ``[S, K]`` leaf per subject for the :data:`SHARED_GROUPS` (initialised to the subject's mean)."""
+
+    def __init__(self, initial: FaceParams, subjects: Tensor | None = None) -> None:
+        self.subjects = subjects
+        shared = SHARED_GROUPS if subjects is not None else ()
+        self.leaves: dict[str, Tensor] = {}
+        for group, values in initial.detach().items():
+            start = per_subject_mean(values, subjects) if group in shared else values
+            self.leaves[group] = start.clone().requires_grad_(True)
+        self.shared = shared
+
+    def params(self) -> FaceParams:
+        """The current FaceParams (batch B); differentiable in the leaves."""
+        return FaceParams(
+            **{group: leaf[self.subjects] if group in self.shared else leaf for group, leaf in self.leaves.items()}
+        )
+
+    def optimise_only(self, groups: Sequence[str]) -> None:
+        """Let gradients reach the leaves of ``groups`` only."""
+        for group, leaf in self.leaves.items():
+            leaf.requires_grad_(group in groups)
+
+
+def check_inputs(crops: Tensor, landmarks: Tensor, params: FaceParams, subjects: Tensor | None) -> None:
+    """Raise ``ValueError`` unless the batch's tensors agree in shape."""
+    batch = crops.shape[0]
+    if crops.ndim != 4 or crops.shape[1] != 3 or crops.shape[2] != crops.shape[3]:
+        raise ValueError(f"crops: expected square [B, 3, S, S], got {list(crops.shape)}")
+    if landmarks.shape != (batch, 68, 2):
+        raise ValueError(f"landmarks: expected [{batch}, 68, 2], got {list(landmarks.shape)}")
+    if params.batch_size != batch:
+        raise ValueError(f"initial params: batch size {params.batch_size} differs from the crops' {batch}")
+    if subjects is not None:
+        if subjects.shape != (batch,) or subjects.dtype != torch.long:
+            raise ValueError(f"subjects: expected a long tensor [{batch}], got {subjects.dtype} {list(subjects.shape)}")
+        if int(subjects.min()) < 0 or len(torch.unique(subjects)) != int(subjects.max()) + 1:
+            raise ValueError("subjects: expected indices 0 .. S-1, each used at least once")
+
+
+def refine(
+    module: FastGANFitModule,
+    crops: Tensor,
+    landmarks: Tensor,
+    initial_params: FaceParams,
+    settings: FitSettings,
+    subjects: Tensor | None = None,
+    progress: bool = False,
+) -> tuple[FaceParams, list[ObjectiveRecord]]:
+    """Optimise FaceParams from ``initial_params`` (batch B) through GANFit's objective, stage by stage.
+
+    GANFit++ refinement when ``initial_params`` come from :func:`regress`; GANFit when they are zeros (see
+    :func:`fit_from_mean_face`). Each stage runs Adam over its groups for its steps, minimising its loss
+    (``settings``). ``subjects [B]`` (long, 0 .. S-1): images of one subject share shape and texture, each
+    keeps its expression, camera and light. ``progress`` shows a progress bar per stage.
+
+    Returns the final parameters (detached) and the objective's history (:class:`ObjectiveRecord` per step,
+    plus one after each stage's last update).
+    """
+    check_inputs(crops, landmarks, initial_params, subjects)
+    initial_params = initial_params.to(crops.device)
+    target = fit_target(module, crops, landmarks)
+    leaves = FitParameters(initial_params, None if subjects is None else subjects.to(crops.device))
+    history: list[ObjectiveRecord] = []
+    for stage in settings.stages:
+        if stage.steps == 0:
+            continue
+        leaves.optimise_only(stage.groups)
+        optimiser = torch.optim.Adam(
+            [{"params": [leaves.leaves[group]], "lr": stage.learning_rate(group)} for group in stage.groups]
+        )
+        bar = tqdm(
+            range(stage.steps),
+            desc=f"fit {stage.name}",
+            unit="step",
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+        )
+        for step in bar:
+            optimiser.zero_grad(set_to_none=True)
+            total, terms = objective(module, render_params(module, target, leaves.params()), stage.loss)
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"fit stage {stage.name!r}: the objective is {float(total)} at step {step}")
+            total.backward()
+            optimiser.step()
+            history.append(ObjectiveRecord(stage.name, step, {name: float(value) for name, value in terms.items()}))
+            bar.set_postfix(total=f"{float(total.detach()):.4f}", refresh=False)
+        with torch.no_grad():
+            _, terms = objective(module, render_params(module, target, leaves.params()), stage.loss)
+        history.append(ObjectiveRecord(stage.name, stage.steps, {name: float(value) for name, value in terms.items()}))
+    leaves.optimise_only(())
+    return leaves.params().detach(), history
+
+
+def fit_from_mean_face(
+    module: FastGANFitModule,
+    crops: Tensor,
+    landmarks: Tensor,
+    settings: FitSettings,
+    subjects: Tensor | None = None,
+    progress: bool = False,
+) -> tuple[FaceParams, list[ObjectiveRecord]]:
+    """GANFit: :func:`refine` starting from all-zero FaceParams (the mean face, default camera and light)."""
+    start = FaceParams.zeros(sizes_of(module), crops.shape[0], device=crops.device, dtype=crops.dtype)
+    return refine(module, crops, landmarks, start, settings, subjects, progress)

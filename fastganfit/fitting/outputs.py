@@ -1,0 +1,67 @@
+"""The files of one reconstructed image, written as one unit into ``<output>/<key>/``:
+
+``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` (the mesh in mm, model frame, with its UV texture),
+``params.npz`` (FaceParams groups and the crop geometry), ``overlay.png`` (the render over the photo),
+``report.png`` (input | render | overlay | texture | side view) and ``fit.json`` (source, notes, objective).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastganfit.io.atomic_folder import atomic_folder
+from fastganfit.io.images import save_png
+from fastganfit.io.mesh_export import write_obj
+
+OUTPUT_FILES = ("mesh.obj", "mesh.mtl", "texture.png", "params.npz", "overlay.png", "report.png", "fit.json")
+
+
+@dataclass(frozen=True)
+class MeshTopology:
+    """What every fitted mesh of a face model shares: ``faces [F, 3]``, ``uvs [T, 2]``, ``face_uvs [F, 3]``."""
+
+    faces: np.ndarray
+    uvs: np.ndarray
+    face_uvs: np.ndarray
+
+
+@dataclass(frozen=True)
+class FaceOutputs:
+    """One image's results: ``vertices [V, 3]`` (mm), ``texture`` uint8 ``[Ht, Wt, 3]``, ``arrays`` for
+    ``params.npz`` (name -> array), ``overlay`` and ``report`` uint8 images and the ``info`` of ``fit.json``."""
+
+    vertices: np.ndarray
+    texture: np.ndarray
+    arrays: dict[str, np.ndarray]
+    overlay: np.ndarray
+    report: np.ndarray
+    info: dict[str, Any]
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``np.savez`` of ``arrays`` into bytes."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def write_face_outputs(folder: str | Path, topology: MeshTopology, outputs: FaceOutputs) -> Path:
+    """Write :data:`OUTPUT_FILES` into ``folder``: all of them appear together (replacing an older result) or,
+    on any error, none (the folder keeps what it had)."""
+    folder = Path(folder)
+    with atomic_folder(folder) as staging:
+        write_obj(
+            staging / "mesh.obj", outputs.vertices, topology.faces, topology.uvs, topology.face_uvs,
+            texture=outputs.texture, texture_name="texture.png",
+        )  # fmt: skip
+        (staging / "params.npz").write_bytes(npz_bytes(outputs.arrays))
+        save_png(outputs.overlay, staging / "overlay.png")
+        save_png(outputs.report, staging / "report.png")
+        (staging / "fit.json").write_text(json.dumps(outputs.info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return folder

@@ -1,0 +1,76 @@
+"""Input photos: decoded to 8-bit RGB (with a note on any conversion) and very large ones downscaled."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from fastganfit.data.prepare import open_image, to_rgb
+
+MODE_NAMES = {
+    "1": "black-and-white",
+    "L": "grayscale",
+    "LA": "grayscale with transparency",
+    "P": "palette",
+    "PA": "palette with transparency",
+    "RGBA": "RGBA",
+    "CMYK": "CMYK",
+    "YCbCr": "YCbCr",
+    "I": "32-bit integer",
+    "I;16": "16-bit",
+    "I;16B": "16-bit",
+    "I;16L": "16-bit",
+    "I;16N": "16-bit",
+    "F": "floating-point",
+}
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded input: ``image`` uint8 RGB ``[H, W, 3]``, the factor ``scale`` it was resized by from the
+    file's pixels (1 when not downscaled) and ``notes`` on what was done to it."""
+
+    image: np.ndarray
+    scale: float
+    notes: tuple[str, ...]
+
+
+def conversion_note(image: Image.Image) -> str | None:
+    """What converting ``image`` to 8-bit RGB does, or ``None`` for an RGB image."""
+    if image.mode == "RGB":
+        return None
+    transparent = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    name = MODE_NAMES.get(image.mode, image.mode)
+    return f"{name} image converted to RGB" + (" (transparency over black)" if transparent else "")
+
+
+def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """``image`` uint8 ``[H, W, 3]`` resized (antialiased) so its longer side is at most ``max_side``, and the
+    scale factor (new / old pixels); unchanged with factor 1 when it already fits."""
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image, 1.0
+    factor = max_side / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    resized = Image.fromarray(image).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(resized, dtype=np.uint8), size[0] / width
+
+
+def load_photo(path: str | os.PathLike, max_side: int) -> Photo:
+    """Decode ``path`` (EXIF orientation applied) to uint8 RGB, downscaled to ``max_side`` pixels at most.
+
+    Raises :class:`~fastganfit.data.prepare.UnusableInputError` (not an image, unreadable) with the reason.
+    """
+    if max_side < 16:
+        raise ValueError(f"max_side must be at least 16 pixels, got {max_side}")
+    opened = open_image(path)
+    notes = [note] if (note := conversion_note(opened)) else []
+    rgb = to_rgb(opened)
+    image, scale = downscale(rgb, max_side)
+    if scale != 1.0:
+        old, new = rgb.shape[1::-1], image.shape[1::-1]
+        notes.append(f"downscaled from {old[0]}x{old[1]} to {new[0]}x{new[1]} px (max_side={max_side})")
+    return Photo(image, scale, tuple(notes))

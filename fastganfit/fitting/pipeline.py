@@ -1,0 +1,348 @@
+"""Reconstruct photos end to end: inputs -> photo -> largest face -> aligned crop -> FaceParams (regressed,
+refined or fitted from the mean face) -> files per image (and ``index.html`` for a collection).
+
+Every input is handled on its own: a file that cannot be read, has no usable face, or fails later is
+reported in one line (``error: <source>: <reason>``) and the others go on; notes on conversions, downscaling
+or several faces are one line each (``note: <source>: ...``). A result folder appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fastganfit.data.prepare import UnusableInputError
+from fastganfit.fitting.faces import FaceCrop, crop_largest_face, module_crop_template
+from fastganfit.fitting.index_page import IndexEntry, IndexPage, write_index
+from fastganfit.fitting.inputs import InputImage, resolve_inputs
+from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups, sizes_of
+from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
+from fastganfit.fitting.overlay import paste_render
+from fastganfit.fitting.photos import Photo, load_photo
+from fastganfit.fitting.report_image import report_images
+from fastganfit.fitting.settings import FitSettings
+from fastganfit.fitting.views import FaceViews, ViewRenderer
+from fastganfit.io.images import image_to_uint8, png_bytes
+from fastganfit.model.fast_ganfit import FastGANFitModule
+from fastganfit.params import FaceParams
+from fastganfit.perception.landmarks import Landmarker
+
+STARTS = ("regressor", "mean_face")
+GROUPINGS = ("none", "all", "folder")
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How to reconstruct.
+
+    ``start``: ``regressor`` (the module's trained regressor) or ``mean_face`` (all-zero FaceParams: GANFit).
+    ``settings``: the optimisation after the start (GANFit++ refinement, or GANFit), ``None`` for none.
+    ``subjects``: ``none`` (every image alone), ``all`` (every image shows one person) or ``folder`` (the
+    images of one folder show one person): a person's images share shape and texture latent.
+    ``batch_size``: images optimised together. ``min_face``: smallest face box side (pixels) accepted.
+    ``max_side``: larger photos are downscaled to this longer side. ``progress``: progress bars.
+    """
+
+    start: str = "regressor"
+    settings: FitSettings | None = None
+    subjects: str = "none"
+    batch_size: int = 8
+    min_face: float = 64.0
+    max_side: int = 2048
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.start not in STARTS:
+            raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
+        if self.start == "mean_face" and self.settings is None:
+            raise ValueError("fitting from the mean face needs optimisation settings")
+        if self.subjects not in GROUPINGS:
+            raise ValueError(f"subjects must be one of {GROUPINGS}, got {self.subjects!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.min_face < 0:
+            raise ValueError(f"min_face must be >= 0 pixels, got {self.min_face}")
+        if self.max_side < 16:
+            raise ValueError(f"max_side must be at least 16 pixels, got {self.max_side}")
+
+    @property
+    def method(self) -> str:
+        """``regression``, ``regression + refinement`` or ``GANFit optimisation``."""
+        if self.start == "mean_face":
+            return "GANFit optimisation from the mean face"
+        return "regression + GANFit++ refinement" if self.settings is not None else "regression"
+
+
+@dataclass
+class ImageOutcome:
+    """What happened to one input: its ``source``, result ``folder`` (``None`` when it failed), ``notes`` and
+    the ``error`` that stopped it."""
+
+    source: str
+    folder: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class FitReport:
+    """A run's outcomes (in input order), notes on skipped files, the ``index`` page (if any) and its duration."""
+
+    outcomes: list[ImageOutcome]
+    skipped: list[ImageOutcome]
+    index: Path | None
+    seconds: float
+
+    @property
+    def failed(self) -> list[ImageOutcome]:
+        """Inputs that gave no result."""
+        return [outcome for outcome in self.outcomes if outcome.error is not None]
+
+    @property
+    def written(self) -> list[ImageOutcome]:
+        """Inputs with a result folder."""
+        return [outcome for outcome in self.outcomes if outcome.folder is not None]
+
+
+@dataclass
+class PreparedImage:
+    """An input ready to fit: the photo, its face crop, its outcome record and its subject."""
+
+    item: InputImage
+    photo: Photo
+    face: FaceCrop
+    outcome: ImageOutcome
+    subject: str
+
+
+def default_log(message: str) -> None:
+    """Print a message line without breaking progress bars."""
+    tqdm.write(message, file=sys.stderr)
+
+
+def subject_batches(images: Sequence[PreparedImage], batch_size: int) -> list[list[PreparedImage]]:
+    """Group images by subject (in order of first appearance) and pack whole subjects into batches of at most
+    ``batch_size`` images (a subject with more images than that gets a batch of its own)."""
+    subjects: dict[str, list[PreparedImage]] = {}
+    for image in images:
+        subjects.setdefault(image.subject, []).append(image)
+    batches: list[list[PreparedImage]] = []
+    current: list[PreparedImage] = []
+    for group in subjects.values():
+        if current and len(current) + len(group) > batch_size:
+            batches.append(current)
+            current = []
+        current = current + group
+    if current:
+        batches.append(current)
+    return batches
+
+
+def subject_of(item: InputImage, grouping: str) -> str:
+    """The subject label of an input under ``grouping`` (:data:`GROUPINGS`)."""
+    if grouping == "all":
+        return "all"
+    if grouping == "folder":
+        return str(item.folder.resolve())
+    return item.key
+
+
+def mesh_topology(module: FastGANFitModule) -> MeshTopology:
+    """The face model's triangles and UV layout as numpy arrays."""
+    model = module.model
+    return MeshTopology(
+        model.faces.detach().cpu().numpy(), model.uvs.detach().cpu().numpy(), model.face_uvs.detach().cpu().numpy()
+    )
+
+
+def stage_summary(history: Sequence[ObjectiveRecord]) -> dict[str, dict[str, Any]]:
+    """Per stage: steps and the objective's terms (means over the batch optimised together) before the first
+    and after the last update."""
+    summary: dict[str, dict[str, Any]] = {}
+    for record in history:
+        entry = summary.setdefault(record.stage, {"first": record.terms})
+        entry["steps"], entry["last"] = record.step, record.terms
+    return summary
+
+
+class Reconstructor:
+    """Runs :func:`reconstruct_images`' steps for one module, landmarker and set of options."""
+
+    def __init__(self, module: FastGANFitModule, landmarker: Landmarker, options: FitOptions,
+                 log: Callable[[str], None]) -> None:  # fmt: skip
+        self.module, self.landmarker, self.options, self.log = module, landmarker, options, log
+        self.crop_size = int(module.heatmaps.crop_size)
+        self.template = module_crop_template(module, self.crop_size)
+        self.views = ViewRenderer(module, self.crop_size)
+        self.topology = mesh_topology(module)
+        self.device = module.model.mean.device
+
+    def fail(self, outcome: ImageOutcome, reason: str) -> None:
+        """Record and print one input's failure."""
+        outcome.error, outcome.folder = reason, None
+        self.log(f"error: {outcome.source}: {reason}")
+
+    def prepare(self, item: InputImage, outcome: ImageOutcome) -> PreparedImage | None:
+        """Load, detect and crop one input; ``None`` (failure recorded in ``outcome``) when it cannot be used."""
+        try:
+            photo = load_photo(item.path, self.options.max_side)
+            outcome.notes += photo.notes
+            face = crop_largest_face(photo.image, self.landmarker, self.template, self.crop_size, self.options.min_face)
+            outcome.notes += face.notes
+        except UnusableInputError as error:
+            self.fail(outcome, str(error))
+            return None
+        except Exception as error:  # anything else about one file is that file's problem, not the run's
+            self.fail(outcome, f"failed ({type(error).__name__}: {error})")
+            return None
+        for note in outcome.notes:
+            self.log(f"note: {outcome.source}: {note}")
+        return PreparedImage(item, photo, face, outcome, subject_of(item, self.options.subjects))
+
+    def fit_batch(self, batch: Sequence[PreparedImage]) -> tuple[FaceParams, list[ObjectiveRecord], torch.Tensor]:
+        """FaceParams of a batch (and the optimisation's history) and its crops ``[B, 3, S, S]``."""
+        crops = torch.stack([torch.from_numpy(np.array(image.face.crop)) for image in batch]).to(self.device)
+        crops = crops.permute(0, 3, 1, 2).float() / 255.0
+        landmarks = torch.stack([torch.from_numpy(np.array(image.face.landmarks)) for image in batch]).to(self.device)
+        labels = {label: index for index, label in enumerate(dict.fromkeys(image.subject for image in batch))}
+        subjects = torch.tensor([labels[image.subject] for image in batch], device=self.device)
+        shared = self.options.subjects != "none"
+        if self.options.start == "regressor":
+            params = regress(self.module, crops, landmarks)
+        else:
+            params = FaceParams.zeros(sizes_of(self.module), len(batch), device=self.device)
+        history: list[ObjectiveRecord] = []
+        if self.options.settings is not None:
+            params, history = refine(
+                self.module, crops, landmarks, params, self.options.settings, subjects if shared else None,
+                progress=self.options.progress,
+            )  # fmt: skip
+        elif shared:
+            params = share_subject_groups(params, subjects)
+        return params, history, crops
+
+    def outputs(self, image: PreparedImage, index: int, params: FaceParams, views: FaceViews, report: np.ndarray,
+                history: Sequence[ObjectiveRecord], batch_keys: Sequence[str]) -> FaceOutputs:  # fmt: skip
+        """The files' content for face ``index`` of a batch."""
+        face, photo = image.face, image.photo
+        wide = image_to_uint8(views.wide[index])
+        wide_mask = views.wide_mask[index, 0].detach().cpu().numpy()
+        wide_transform = face.transform + np.array([[0.0, 0.0, views.wide_offset]] * 2)
+        arrays = {name: values[index].detach().cpu().numpy().astype(np.float32) for name, values in params.items()}
+        arrays.update(
+            crop_transform=face.transform.astype(np.float64),
+            crop_landmarks=face.landmarks.astype(np.float32),
+            photo_landmarks=face.photo_landmarks.astype(np.float32),
+            box=face.box.astype(np.float32),
+            photo_scale=np.float64(photo.scale),
+            crop_size=np.int64(self.crop_size),
+        )
+        info = {
+            "source": image.outcome.source,
+            "method": self.options.method,
+            "notes": image.outcome.notes,
+            "faces_found": face.faces,
+            "detector_score": face.score,
+            "photo_size": [int(photo.image.shape[1]), int(photo.image.shape[0])],
+            "photo_scale": photo.scale,
+            "crop_size": self.crop_size,
+            "batch_objective": stage_summary(history),
+            "batch": list(batch_keys),
+            "subject": image.subject if self.options.subjects != "none" else None,
+        }
+        return FaceOutputs(
+            vertices=views.vertices[index].detach().cpu().numpy(),
+            texture=image_to_uint8(views.texture[index]),
+            arrays=arrays,
+            overlay=paste_render(photo.image, wide, wide_mask, wide_transform),
+            report=report,
+            info=info,
+        )
+
+
+def reconstruct_images(
+    image: str | os.PathLike | Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    module: FastGANFitModule,
+    landmarker: Landmarker,
+    options: FitOptions,
+    log: Callable[[str], None] = default_log,
+    title: str = "fastganfit reconstructions",
+) -> FitReport:
+    """Reconstruct every image of ``image`` (a file, folder, glob or list) into ``output_dir/<key>/``.
+
+    ``module`` gives the frozen components (and the regressor when ``options.start == "regressor"``) on its
+    device; ``landmarker`` finds faces and their 68 landmarks. Writes ``index.html`` for a folder, glob or list.
+    """
+    started = time.perf_counter()
+    output = Path(output_dir)
+    resolved = resolve_inputs(image)
+    runner = Reconstructor(module, landmarker, options, log)
+    outcomes: list[ImageOutcome] = []
+    for problem in resolved.failed:
+        outcome = ImageOutcome(problem.source)
+        runner.fail(outcome, problem.reason)
+        outcomes.append(outcome)
+    skipped = [ImageOutcome(problem.source, notes=[problem.reason]) for problem in resolved.skipped]
+    for outcome in skipped:
+        log(f"note: {outcome.source}: skipped, {outcome.notes[0]}")
+    prepared: list[PreparedImage] = []
+    bar = tqdm(resolved.images, desc="detect", unit="image", file=sys.stderr, disable=not options.progress)
+    for item in bar:
+        outcome = ImageOutcome(str(item.path))
+        outcomes.append(outcome)
+        if (result := runner.prepare(item, outcome)) is not None:
+            prepared.append(result)
+    entries: list[IndexEntry] = []
+    bar = tqdm(total=len(prepared), desc="fit", unit="image", file=sys.stderr, disable=not options.progress)
+    with bar:
+        for batch in subject_batches(prepared, options.batch_size):
+            entries += fit_and_write(runner, batch, output)
+            bar.update(len(batch))
+    index = None
+    if resolved.collection:
+        page = IndexPage(
+            title,
+            entries,
+            [(outcome.source, outcome.error) for outcome in outcomes if outcome.error is not None],
+            [f"{len(entries)} of {len(outcomes)} images reconstructed ({options.method})."],
+        )
+        index = write_index(output / "index.html", page, runner.topology)
+    return FitReport(outcomes, skipped, index, time.perf_counter() - started)
+
+
+def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output: Path) -> list[IndexEntry]:
+    """Fit one batch and write each image's files; failures are recorded per image. Returns the index entries."""
+    try:
+        params, history, crops = runner.fit_batch(batch)
+        views = runner.views(crops, params)
+        reports = report_images(crops, views)
+    except Exception as error:  # the batch's images fail together; the run goes on
+        for image in batch:
+            runner.fail(image.outcome, f"fitting failed ({type(error).__name__}: {error})")
+        return []
+    entries = []
+    keys = [image.item.key for image in batch]
+    for index, image in enumerate(batch):
+        try:
+            outputs = runner.outputs(image, index, params, views, reports[index], history, keys)
+            folder = write_face_outputs(output / image.item.key, runner.topology, outputs)
+        except Exception as error:
+            runner.fail(image.outcome, f"could not be written ({type(error).__name__}: {error})")
+            continue
+        image.outcome.folder = folder
+        runner.log(f"wrote {folder}")
+        entries.append(
+            IndexEntry(image.item.key, image.outcome.source, image.outcome.notes, outputs.vertices,
+                       png_bytes(outputs.texture))
+        )  # fmt: skip
+    return entries
