@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fastganfit.evaluation.alignment import check_points, similarity_alignment
+from fastganfit.evaluation.alignment import SimilarityTransform, check_points, similarity_alignment
 from fastganfit.evaluation.closest_point import TriangleMesh, check_faces
 from fastganfit.evaluation.icp import icp_points_to_surface
 from fastganfit.evaluation.landmarks_io import landmark_points, read_ljson, read_vertex_indices
@@ -52,6 +52,7 @@ class PairError:
         gt_to_reconstruction: mean distance of the cropped ground truth's vertices to the reconstruction.
         scale: scale of the final similarity transform applied to the reconstruction.
         icp_iterations: accepted ICP updates.
+        transform: the final similarity transform, reconstruction frame -> ground-truth frame.
     """
 
     symmetric: float
@@ -59,6 +60,11 @@ class PairError:
     gt_to_reconstruction: float
     scale: float
     icp_iterations: int
+    transform: SimilarityTransform
+
+    def summary(self) -> dict[str, float | int]:
+        """The numbers (every field but the transform), for JSON results."""
+        return {name: value for name, value in vars(self).items() if name != "transform"}
 
 
 def micc_pair_error(
@@ -117,7 +123,9 @@ def micc_pair_error(
         raise ValueError(f"after ICP no reconstruction vertex lies within {crop_radius} mm of the nose tip")
     to_gt = float(gt.distances(reconstruction_points).mean())
     to_reconstruction = float(transform.scale * reconstruction.distances(transform.inverse().apply(gt_points)).mean())
-    return PairError(0.5 * (to_gt + to_reconstruction), to_gt, to_reconstruction, transform.scale, result.iterations)
+    return PairError(
+        0.5 * (to_gt + to_reconstruction), to_gt, to_reconstruction, transform.scale, result.iterations, transform
+    )
 
 
 @dataclass(frozen=True)
@@ -362,7 +370,7 @@ class MiccBenchmark:
                     radius,
                     self.icp_tolerance,
                     self.icp_max_iterations,
-                ).__dict__
+                ).summary()
             best = min(errors, key=lambda name: errors[name]["symmetric"])
             per_mesh.append(
                 {

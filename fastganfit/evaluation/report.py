@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from fastganfit.io.images import save_png
+
 
 @dataclass
 class EvaluationReport:
@@ -20,6 +24,8 @@ class EvaluationReport:
         rows: table rows (numbers are formatted with two decimals).
         notes: lines printed under the table (protocol settings, missing files).
         details: JSON-serialisable per-item results.
+        figures: pictures written next to the results as ``<name>.png`` and shown in results.md
+            (uint8 ``[H, W, 3]`` each).
     """
 
     benchmark: str
@@ -27,6 +33,7 @@ class EvaluationReport:
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_markdown(self) -> str:
         """The report as a Markdown section with a table."""
@@ -39,6 +46,8 @@ class EvaluationReport:
         lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in self.rows]
         if self.notes:
             lines += ["", *(f"- {note}" for note in self.notes)]
+        for name in self.figures:
+            lines += ["", f"![{name}]({name}.png)"]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,6 +58,7 @@ class EvaluationReport:
             "rows": self.rows,
             "notes": self.notes,
             "details": self.details,
+            "figures": [f"{name}.png" for name in self.figures],
         }
 
 
@@ -66,8 +76,11 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_report(report: EvaluationReport, output_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``results.md`` and ``results.json`` into ``output_dir``; returns both paths."""
+    """Write ``results.md``, ``results.json`` and the report's figures (``<name>.png``) into ``output_dir``;
+    returns the paths of the two results files. Figures go first, so the results never link a missing picture."""
     output_dir = Path(output_dir)
+    for name, image in report.figures.items():
+        save_png(image, output_dir / f"{name}.png")
     markdown, json_path = output_dir / "results.md", output_dir / "results.json"
     write_atomic(markdown, report.to_markdown())
     write_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
