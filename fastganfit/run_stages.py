@@ -63,7 +63,7 @@ def chain_from(stage: DictConfig, previous: Path | None) -> None:
     """Start ``stage``'s model from ``previous`` (the last stage's final checkpoint) unless it names its own
     ``model.init_checkpoint``."""
     model = stage.model
-    if previous is None or "init_checkpoint" not in model:
+    if previous is None:
         return
-    if OmegaConf.is_missing(model, "init_checkpoint") or model.init_checkpoint is None:
+    if OmegaConf.is_missing(model, "init_checkpoint") or model.get("init_checkpoint", False) is None:
         model.init_checkpoint = str(previous)

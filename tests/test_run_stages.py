@@ -23,10 +23,10 @@ def staged_config(run_dir: str = "/runs/x"):
             "run_dir": run_dir,
             "ckpt_path": None,
             "loss": {"landmark": 1.0, "identity": 0.0},
-            "model": {"phase": "align", "loss": "${loss}", "init_checkpoint": None, "lr": 1.0},
+            "model": {"phase": "align", "loss": "${loss}", "init_checkpoint": "???", "lr": 1.0},
             "stages": {
-                "align": {"model": {"lr": 2.0}},
-                "full": {"model": {"phase": "full", "init_checkpoint": "???"}, "loss": {"identity": 10.0}},
+                "align": {"model": {"lr": 2.0, "init_checkpoint": None}},
+                "full": {"model": {"phase": "full"}, "loss": {"identity": 10.0}},
             },
         }
     )
@@ -58,7 +58,10 @@ def test_malformed_stages_are_rejected(stages) -> None:
 
 
 def test_chain_fills_a_missing_or_null_init_checkpoint_only() -> None:
-    _, full = (config for _, config in stage_configs(staged_config()))
+    align, full = (config for _, config in stage_configs(staged_config()))
+    assert OmegaConf.is_missing(full.model, "init_checkpoint")
+    chain_from(align, Path("/runs/x/earlier/checkpoints/last.ckpt"))
+    assert align.model.init_checkpoint == "/runs/x/earlier/checkpoints/last.ckpt"
     chain_from(full, Path("/runs/x/align/checkpoints/last.ckpt"))
     assert full.model.init_checkpoint == "/runs/x/align/checkpoints/last.ckpt"
     chain_from(full, Path("/elsewhere.ckpt"))
