@@ -15,10 +15,12 @@ from omegaconf import OmegaConf
 
 from fastganfit.data.datamodule import FaceDataModule
 from fastganfit.data.synthetic import generate_synthetic_faces
+from fastganfit.facemodel.camera import PerspectiveCamera
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.facemodel.texture_generator import TextureGenerator
 from fastganfit.model.build import build_fast_ganfit
 from fastganfit.model.fast_ganfit import FastGANFitModule, load_regressor_weights
+from fastganfit.model.landmark_camera import camera_from_landmarks, landmark_residual_features
 from fastganfit.model.losses import GANFitLoss
 from fastganfit.model.lr_schedule import LearningRateSchedule
 from fastganfit.model.vertex_error import similarity_align, vertex_error_mm
@@ -27,6 +29,7 @@ from fastganfit.perception.face_chip import DlibChipAligner
 from fastganfit.perception.heatmaps import GaussianHeatmaps
 from fastganfit.perception.identity import IdentityNet
 from fastganfit.render.face_renderer import FaceRenderer
+from fastganfit.run_stages import stage_configs
 
 CROP = 64
 ALIGN_WEIGHTS = {"landmark": 1.0, "shape": 0.003, "expression": 0.003, "texture": 0.003, "light": 0.003}
@@ -210,6 +213,60 @@ def test_validation_logs_vertex_error(components, shards, tmp_path) -> None:
     assert torch.isfinite(metrics["val/landmark"])
 
 
+def test_landmark_camera_recovers_the_pose(ict_model: MorphableModel) -> None:
+    """With the face's own 3D landmarks, the closed-form camera recovers the true camera (tz = 0); with the face
+    moved along the viewing axis it keeps tz = 0 and folds the distance into the focal length (nearly the same
+    projection: a 30 mm different distance changes the perspective only slightly)."""
+    generator = torch.Generator().manual_seed(3)
+    camera, size = PerspectiveCamera(), (96, 96)
+    truth = torch.zeros(6, 7)
+    truth[:, :3] = (torch.rand(6, 3, generator=generator) * 2 - 1) * torch.tensor([0.35, 0.8, 0.15])
+    truth[:, 3:5] = (torch.rand(6, 2, generator=generator) * 2 - 1) * 1.0
+    truth[:, 6] = (torch.rand(6, generator=generator) * 2 - 1) * 0.05
+    shape = torch.randn(6, ict_model.num_shape, generator=generator)
+    points = ict_model.landmarks(ict_model(shape, torch.zeros(6, ict_model.num_expression)))
+    landmarks = camera.project(points, truth, size)[..., :2]
+    estimate = camera_from_landmarks(landmarks, points, camera, size)
+    assert torch.allclose(estimate, truth, atol=1e-3)
+    assert (camera.project(points, estimate, size)[..., :2] - landmarks).norm(dim=-1).max() < 0.01  # pixels
+
+    moved = truth.clone()
+    moved[:, 5] = (torch.rand(6, generator=generator) * 2 - 1) * 3.0  # +-30 mm
+    landmarks = camera.project(points, moved, size)[..., :2]
+    estimate = camera_from_landmarks(landmarks, points, camera, size)
+    assert torch.equal(estimate[:, 5], torch.zeros(6))
+    assert torch.allclose(estimate[:, :3], moved[:, :3], atol=0.01)
+    assert (camera.project(points, estimate, size)[..., :2] - landmarks).norm(dim=-1)[:, 17:].max() < 0.1
+    with pytest.raises(ValueError, match=r"points must be \[B, 68, 3\] or \[68, 3\]"):
+        camera_from_landmarks(landmarks, points[:, :10], camera, size)
+
+    # the regressor's landmark input: offsets from the projected points in % of the face size, then the camera
+    features = landmark_residual_features(landmarks, points, moved, camera, size)
+    assert features.shape == (6, 68 * 2 + 7) and torch.equal(features[:, -7:], moved)
+    assert features[:, :-7].abs().max() < 1e-3
+    shifted = landmark_residual_features(landmarks + torch.tensor([2.0, 0.0]), points, moved, camera, size)
+    face_size = torch.linalg.vector_norm(landmarks.amax(1) - landmarks.amin(1), dim=1)
+    assert torch.allclose(shifted[:, 0:-7:2], (200.0 / face_size)[:, None].expand(6, 68), rtol=1e-4)
+
+
+def test_untrained_module_starts_from_the_landmark_camera(components, shards) -> None:
+    """The mean face under the landmark camera lies far closer to the synthetic faces' landmarks than under the
+    default camera; ``landmark_camera=False`` keeps the default camera."""
+    data = make_data(shards, batch_size=4)
+    data.setup("validate")
+    batch = next(iter(data.val_dataloader()))
+    errors = {}
+    for landmark_camera in (True, False):
+        module = make_module(components, "align", landmark_camera=landmark_camera).eval()
+        with torch.no_grad():
+            result = module.reconstruct(batch["image"], batch["landmarks"])
+        assert torch.equal(result.params.shape, torch.zeros_like(result.params.shape))
+        expected = module.landmark_camera(result.landmarks) if landmark_camera else torch.zeros(4, 7)
+        assert torch.equal(result.params.camera, expected)
+        errors[landmark_camera] = (result.render.landmarks - result.landmarks).norm(dim=-1)[:, 17:].mean()
+    assert errors[True] < 2.0 and errors[True] < 0.2 * errors[False], errors  # pixels of the 64 px crop
+
+
 def test_configuration_errors(components) -> None:
     with pytest.raises(ValueError, match="phase"):
         make_module(components, "finetune")
@@ -242,6 +299,54 @@ def test_learning_rate_schedules() -> None:
 
 
 REPO = Path(__file__).resolve().parent.parent
+OVERFIT_STEPS = 30
+
+
+def validation_metrics(module: FastGANFitModule, data: FaceDataModule, root: Path) -> dict[str, float]:
+    trainer = make_trainer(root, 1)
+    trainer.validate(module, datamodule=data, verbose=False)
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+def test_overfitting_four_faces_cuts_vertex_error(components, shards, tmp_path) -> None:
+    """The alignment phase with the shipped regressor settings (output scales, landmark input; the landmark
+    camera is on by default) learns fast: 30 steps on 4 synthetic faces (train = val, lr 3e-3) cut the plain
+    model-frame vertex error by >= 30 % (about 40 %; before these settings it rose by about 30 %)."""
+    shipped = OmegaConf.load(REPO / "conf" / "model" / "fast_ganfit.yaml").regressor
+    settings = {
+        "output_scales": OmegaConf.to_container(shipped.output_scales),
+        "landmark_input": shipped.landmark_input,
+    }
+    module = build_fast_ganfit(
+        **components,
+        regressor={**TINY_REGRESSOR, **settings},
+        loss=GANFitLoss(**ALIGN_WEIGHTS),
+        phase="align",
+        lr=3e-3,
+        schedule="constant",
+        log_images_every_n_steps=0,
+    )
+    data = make_data(shards, batch_size=4)
+    before = validation_metrics(module, data, tmp_path / "before")
+    # the untrained regressor is the mean face
+    assert before["val/vertex_error_mm"] == pytest.approx(before["val/mean_face_error_mm"], abs=1e-4)
+    trainer = L.Trainer(
+        max_steps=OVERFIT_STEPS,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=data)
+    assert trainer.global_step == OVERFIT_STEPS
+    after = validation_metrics(module, data, tmp_path / "after")
+    assert after["val/vertex_error_mm"] <= 0.7 * before["val/mean_face_error_mm"], (before, after)
+    assert after["val/landmark"] < 0.5 * before["val/landmark"]
+
+
 
 
 def tiny_train_overrides(shards: Path) -> list[str]:
@@ -330,3 +435,30 @@ def test_experiment_configs() -> None:
     assert full.model.phase == "full" and OmegaConf.is_missing(full.model, "init_checkpoint")
     assert len(full.model.train_heads) == 5 and full.loss.identity > 0 and full.loss.pixel > 0
     assert full.model.loss.identity == full.loss.identity  # the model's loss is the chosen loss group
+
+
+def test_demo_experiment_stages() -> None:
+    """experiment=demo: alignment, then the full objective, on its own small synthetic sets (never run here)."""
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        demo = compose("train", overrides=["experiment=demo", "run_dir=/tmp/demo_run"])
+    assert list(demo.stages) == ["align", "full"]
+    data = demo.data
+    assert data.train_urls == "data/synthetic_demo/train" and data.val_urls == "data/synthetic_demo/val"
+    assert data.synthetic.train.seed != data.synthetic.val.seed  # the validation faces are held out
+    for split in ("train", "val"):
+        assert data.synthetic[split].crop_size == demo.model.heatmaps.crop_size == 112
+    stages = dict(stage_configs(demo))
+    align, full = stages["align"], stages["full"]
+    assert align.run_dir == "/tmp/demo_run/align" and full.run_dir == "/tmp/demo_run/full"
+    assert align.model.phase == "align" and align.model.init_checkpoint is None
+    assert list(align.model.train_heads) == ["shape", "expression", "camera"]
+    assert align.model.loss.landmark > 0 and align.model.loss.identity == 0 and align.model.loss.pixel == 0
+    # the full stage starts from align's final checkpoint (train.py fills in the missing init_checkpoint)
+    assert full.model.phase == "full" and OmegaConf.is_missing(full.model, "init_checkpoint")
+    assert list(full.model.train_heads) == ["shape", "expression", "texture", "camera", "light"]
+    for term in ("identity", "content", "pixel", "landmark"):
+        assert full.model.loss[term] > 0, term
+    # each stage's loss weights reach its model, and each stage is a few hundred CPU steps
+    assert full.model.loss.identity == full.loss.identity and align.model.loss.identity == align.loss.identity
+    assert 0 < align.trainer.max_steps <= 2000 and 0 < full.trainer.max_steps <= 1000
+    assert data.synthetic.train.n % data.batch_size == 0  # whole epochs: validation after every epoch

@@ -79,6 +79,39 @@ def test_output_scales_multiply_each_group() -> None:
         small_regressor(output_scales={"albedo": 1.0})
 
 
+def test_output_scales_per_coordinate() -> None:
+    camera = [0.05, 0.05, 0.05, 0.5, 0.5, 0.5, 0.05]
+    regressor = small_regressor(output_scales={"camera": camera, "expression": 0.2})
+    with torch.no_grad():
+        for head in regressor.heads.values():
+            head.bias.fill_(2.0)
+    params = regressor(identity_activations(), heatmaps())
+    assert torch.allclose(params.camera, 2.0 * torch.tensor(camera).expand(2, 7))
+    assert torch.allclose(params.expression, torch.full((2, 4), 0.4))
+    # the scales are settings, not weights: they stay out of the state dict (and so out of checkpoints)
+    assert not any("scale" in key for key in regressor.state_dict())
+    with pytest.raises(ValueError, match=r"output_scales\['camera'\] must be one positive number or 7"):
+        small_regressor(output_scales={"camera": [0.1, 0.2]})
+    with pytest.raises(ValueError, match=r"output_scales\['shape'\] must be one positive number"):
+        small_regressor(output_scales={"shape": 0.0})
+
+
+def test_group_norm_heatmap_backbone_is_per_sample() -> None:
+    """``heatmap_norm="groupnorm1"``: a face's output depends neither on the mode nor on the rest of the batch."""
+    regressor = small_regressor(heatmap_norm="groupnorm1")
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in regressor.backbone.modules())
+    with torch.no_grad():
+        for head in regressor.heads.values():
+            torch.nn.init.normal_(head.weight)
+    activations, maps = identity_activations(3), heatmaps(3)
+    together = regressor(activations, maps).flatten()
+    alone = regressor([activation[:1] for activation in activations], maps[:1]).flatten()
+    regressor.eval()
+    evaluated = regressor(activations, maps).flatten()
+    assert together.abs().sum() > 0
+    assert torch.allclose(together[:1], alone, atol=1e-5) and torch.allclose(together, evaluated, atol=1e-5)
+
+
 def test_adapters_are_configurable_per_layer() -> None:
     adapter = IdentityAdapter(16, out_channels=4, pool_size=2)
     assert adapter(torch.randn(2, 16, 5, 5)).shape == (2, 16) and adapter.out_features == 16
@@ -101,7 +134,7 @@ def test_heatmap_only_regressor_and_input_checks() -> None:
         regressor([], torch.zeros(2, 5, 64, 64))
     with pytest.raises(ValueError, match="expected 0 identity activations, got 2"):
         regressor(identity_activations(), heatmaps())
-    with pytest.raises(ValueError, match="needs identity_channels, a heatmap_backbone or both"):
+    with pytest.raises(ValueError, match="needs identity_channels, a heatmap_backbone or landmark_features"):
         Regressor(SIZES, [], heatmap_backbone=None)
 
 
@@ -156,3 +189,19 @@ def test_end_to_end_render_losses_reach_every_head(ict_model: MorphableModel) ->
     for name in GROUPS:
         grad = regressor.heads[name].weight.grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_landmark_feature_input() -> None:
+    """An optional landmark feature vector joins the fusion MLP; alone it is enough to build a regressor."""
+    regressor = small_regressor(landmark_features=5)
+    assert regressor.fusion[0].in_features == 2 * 8 + regressor.backbone.num_features + 5  # two adapters of 8
+    with torch.no_grad():
+        torch.nn.init.normal_(regressor.heads["shape"].weight)
+    inputs = (identity_activations(), heatmaps())
+    first, second = torch.zeros(2, 5), torch.zeros(2, 5)
+    second[:, 0] = 3.0
+    assert not torch.allclose(regressor(*inputs, first).shape, regressor(*inputs, second).shape)
+    with pytest.raises(ValueError, match=r"expected landmark features \[B, 5\], got None"):
+        regressor(*inputs)
+    alone = Regressor(SIZES, [], heatmap_backbone=None, landmark_features=5, feature_dim=16, hidden=16)
+    assert torch.equal(alone([], None, torch.randn(3, 5)).flatten(), torch.zeros(3, SIZES.total))

@@ -44,18 +44,6 @@ def render_params(module: FastGANFitModule, target: FitTarget, params: FaceParam
 
 
 def objective(module: FastGANFitModule, result: Reconstruction, loss: GANFitLoss) -> tuple[Tensor, dict[str, Tensor]]:
-    """``loss`` of a reconstruction, with the same inputs as :meth:`FastGANFitModule.objective` (which uses the
-    module's own training loss): the total (scalar) and each active term's batch mean."""
-    render = result.render
-    return loss(
-        result.params,
-        landmarks=render.landmarks,
-        target_landmarks=result.landmarks,
-        landmark_visibility=render.landmark_visibility,
-        render=render.image,
-        mask=render.mask,
-        image=result.image,
-        identity_render=module.identity(render.image, result.landmarks) if loss.needs_identity else None,
-        identity_input=result.identity_input if loss.needs_identity else None,
-        texture_model=module.texture,
-    )
+    """``loss`` of a reconstruction (:meth:`FastGANFitModule.objective` with a stage's loss): the total (scalar)
+    and each active term's batch mean."""
+    return module.objective(result, loss)

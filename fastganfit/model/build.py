@@ -10,6 +10,7 @@ from torch import nn
 
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.model.fast_ganfit import FastGANFitModule
+from fastganfit.model.landmark_camera import landmark_feature_count
 from fastganfit.model.losses import GANFitLoss
 from fastganfit.model.regressor import Regressor
 from fastganfit.params import ParamSizes
@@ -43,16 +44,25 @@ def build_fast_ganfit(
 
     ``renderer``: a FaceRenderer, or a callable building one for ``model`` (e.g. a partial of
     :meth:`FaceRenderer.from_model`). ``regressor``: keyword arguments of :class:`Regressor` other than
-    ``sizes``, ``identity_channels`` and ``heatmap_channels`` (read from the model, texture model, camera,
-    lighting and identity network). ``module_kwargs`` go to :class:`FastGANFitModule` (phase, optimiser, ...).
+    ``sizes``, ``identity_channels``, ``heatmap_channels`` and ``landmark_features`` (read from the model, texture
+    model, camera, lighting and identity network), plus ``landmark_input`` (bool, default false): feed the
+    regressor the landmarks' offsets from the mean face under the landmark camera
+    (:meth:`FastGANFitModule.landmark_features`). ``module_kwargs`` go to :class:`FastGANFitModule` (phase,
+    optimiser, ...).
     """
     if not isinstance(renderer, FaceRenderer):
         renderer = renderer(model)
-    reserved = sorted({"sizes", "identity_channels", "heatmap_channels"} & set(regressor))
+    reserved = sorted({"sizes", "identity_channels", "heatmap_channels", "landmark_features"} & set(regressor))
     if reserved:
         raise ValueError(f"build_fast_ganfit: regressor settings {reserved} are read from the components; remove them")
+    settings = dict(regressor)
+    landmark_input = bool(settings.pop("landmark_input", False))
     sizes = ParamSizes.from_models(model, texture, renderer.camera, renderer.lighting)
     network = Regressor(
-        sizes, identity_channels=identity_activation_channels(identity), heatmap_channels=NUM_LANDMARKS, **regressor
+        sizes,
+        identity_channels=identity_activation_channels(identity),
+        heatmap_channels=NUM_LANDMARKS,
+        landmark_features=landmark_feature_count(NUM_LANDMARKS, renderer.camera.num_params) if landmark_input else 0,
+        **settings,
     )
     return FastGANFitModule(model, texture, renderer, identity, heatmaps, network, loss, **module_kwargs)

@@ -5,7 +5,8 @@ Per batch (aligned crops ``image [B, 3, S, S]`` in [0, 1], ``landmarks [B, 68, 2
     crop -> resize to the render size R            -> image [B, 3, R, R], landmarks [B, 68, 2]
     identity(image, landmarks)            (no grad) -> activations, embedding
     heatmaps(crop, crop landmarks)        (no grad) -> [B, 68, h, h]
-    regressor(activations, heatmaps)               -> FaceParams
+    landmark camera (closed form, mean face)       -> camera0 [B, 7], landmark features [B, 143]
+    regressor(activations, heatmaps, features)     -> FaceParams (camera = camera0 + the camera head)
     model(shape, expression), texture(latent)      -> vertices [B, V, 3] (mm), UV texture [B, 3, Ht, Wt]
     renderer(..., background=image)                -> render over the input, mask, projected landmarks
     GANFitLoss(params, render, image, landmarks, identity(render) when needed) -> total, terms
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.model.image_logging import log_image_grid
+from fastganfit.model.landmark_camera import camera_from_landmarks, landmark_residual_features
 from fastganfit.model.losses import GANFitLoss
 from fastganfit.model.lr_schedule import LearningRateSchedule
 from fastganfit.model.reconstruction_panels import PANELS_PER_ROW, reconstruction_panels
@@ -93,6 +95,8 @@ class FastGANFitModule(L.LightningModule):
     (FaceRenderer; its ``image_size`` is the render size), ``identity`` (IdentityNet), ``heatmaps``
     (HeatmapSource on the data's crops), ``regressor`` and ``loss`` (GANFitLoss).
 
+    ``landmark_camera``: the camera head predicts a residual on :func:`camera_from_landmarks` (the camera that
+    best projects the mean face's landmarks onto the input's); ``False``: the head predicts the camera itself.
     ``train_heads``: the regressor heads that learn (default: shape, expression, camera for ``align``,
     all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The rest of
     the regressor always trains. Optimiser: AdamW (``lr``, ``betas``, ``weight_decay``) with a per-step
@@ -122,6 +126,7 @@ class FastGANFitModule(L.LightningModule):
         step_size: int = 1000,
         gamma: float = 0.1,
         train_heads: Sequence[str] | None = None,
+        landmark_camera: bool = True,
         init_checkpoint: str | Path | None = None,
         log_images_every_n_steps: int = 200,
         num_logged_images: int = 4,
@@ -181,17 +186,43 @@ class FastGANFitModule(L.LightningModule):
         with torch.no_grad():
             identity_input = self.identity(image, landmarks)
             heatmaps = self.heatmaps(crop, crop_landmarks)
-        params = self.regressor(identity_input.activations, heatmaps)
+        camera = self.landmark_camera(landmarks) if self.hparams.landmark_camera else None
+        features = self.landmark_features(landmarks, camera) if self.regressor.landmark_features else None
+        params = self.regressor(identity_input.activations, heatmaps, features)
+        if camera is not None:
+            params = replace(params, camera=params.camera + camera)
         vertices = self.model(params.shape, params.expression)
         texture = self.texture(params.texture)
         render = self.renderer(vertices, texture, params.camera, params.light, background=image)
         return Reconstruction(image, landmarks, identity_input, params, vertices, texture, render)
 
-    def objective(self, result: Reconstruction) -> tuple[Tensor, dict[str, Tensor]]:
-        """GANFitLoss of a reconstruction: total (scalar) and each active term's batch mean."""
-        needs_identity = self.loss.needs_identity
+    @property
+    def mean_landmarks(self) -> Tensor:
+        """The mean face's 3D landmarks ``[68, 3]`` (mm, model frame)."""
+        return self.model.mean[self.renderer.landmark_indices]
+
+    def landmark_camera(self, landmarks: Tensor) -> Tensor:
+        """Camera parameters ``[B, 7]`` projecting the mean face's landmarks onto ``landmarks [B, 68, 2]`` (render
+        frame pixels); see :mod:`fastganfit.model.landmark_camera`."""
+        return camera_from_landmarks(landmarks, self.mean_landmarks, self.renderer.camera, self.render_size)
+
+    def landmark_features(self, landmarks: Tensor, camera: Tensor | None) -> Tensor:
+        """The regressor's landmark input ``[B, 143]``: ``landmarks [B, 68, 2]`` (render frame) relative to the mean
+        face seen by ``camera [B, 7]`` (the landmark camera; ``None``: the default camera), see
+        :func:`~fastganfit.model.landmark_camera.landmark_residual_features`."""
+        if camera is None:
+            camera = landmarks.new_zeros(landmarks.shape[0], self.renderer.camera.num_params)
+        return landmark_residual_features(
+            landmarks, self.mean_landmarks, camera, self.renderer.camera, self.render_size
+        ).detach()
+
+    def objective(self, result: Reconstruction, loss: GANFitLoss | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """``loss`` (default: the module's training loss) of a reconstruction: the total (scalar) and each active
+        term's batch mean. Per-image optimisation scores with its stages' losses through the same inputs."""
+        loss = self.loss if loss is None else loss
+        needs_identity = loss.needs_identity
         render = result.render
-        return self.loss(
+        return loss(
             result.params,
             landmarks=render.landmarks,
             target_landmarks=result.landmarks,

@@ -1,14 +1,15 @@
-"""The Fast-GANFit regressor: identity-network activations + landmark heatmaps -> FaceParams.
+"""The Fast-GANFit regressor: identity-network activations + landmark heatmaps (+ landmark features) -> FaceParams.
 
-Two branches, fused by an MLP, and one linear head per parameter group::
+Two branches and an optional landmark feature vector, fused by an MLP, and one linear head per parameter group::
 
     activations[j] [B, C_j, h_j, w_j] -> IdentityAdapter_j (1x1 conv, GroupNorm, ReLU, adaptive avg pool
                                          to p x p, flatten)                       -> [B, A_j p^2]
     heatmaps [B, 68, 64, 64]           -> timm backbone (in_chans=68, num_classes=0) -> [B, N]
+    landmark features [B, F] (optional, fed as they are)                              -> [B, F]
     concat -> Linear(hidden) -> ReLU -> Linear(feature_dim) -> ReLU -> head_g (Linear) * scale_g -> group g
 
-Heads start at exactly zero (weights and biases), so an untrained regressor outputs all-zero FaceParams:
-the mean face, which the aligned crops are framed on.
+Heads start at exactly zero (weights and biases), so an untrained regressor outputs all-zero FaceParams: the
+mean face (FastGANFitModule poses it with the landmark camera, the camera head predicting a residual).
 """
 
 from __future__ import annotations
@@ -86,16 +87,46 @@ def _per_layer(name: str, value: int | Sequence[int], count: int) -> list[int]:
     return values
 
 
+def group_scales(
+    sizes: ParamSizes, output_scales: Mapping[str, float | Sequence[float]] | None
+) -> dict[str, Tensor]:
+    """Each group's output multiplier ``[K]`` from ``output_scales`` (group -> one positive number, or one per
+    coordinate; missing groups: 1). Unknown groups, wrong lengths and non-positive values are errors."""
+    output_scales = dict(output_scales or {})
+    unknown = sorted(set(output_scales) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"Regressor: output_scales for unknown groups {unknown}; groups are {list(GROUPS)}")
+    scales = {}
+    for name, size in sizes.items():
+        value = output_scales.get(name, 1.0)
+        scale = torch.tensor(value, dtype=torch.float32).flatten()
+        if scale.numel() == 1:
+            scale = scale.expand(size).clone()
+        if scale.numel() != size or not bool((scale > 0).all()):
+            raise ValueError(
+                f"Regressor: output_scales[{name!r}] must be one positive number or {size} of them, got {value}"
+            )
+        scales[name] = scale
+    return scales
+
+
 class Regressor(nn.Module):
-    """``(activations, heatmaps) -> FaceParams``; see the module docstring for the architecture.
+    """``(activations, heatmaps, landmark features) -> FaceParams``; see the module docstring.
 
     ``sizes``: the parameter groups' sizes (:meth:`ParamSizes.from_models`). ``identity_channels``: the
     channel count of each identity activation, in the order the identity network returns them (``[]``: no
     identity branch). ``adapter_channels`` / ``adapter_pool``: each adapter's width and pooled grid size (one
     value for all layers, or one per layer). ``heatmap_backbone``: a timm model name, or ``None`` for no
-    heatmap branch (at least one branch is needed); ``heatmap_weights``: an optional local timm weights file
-    (see :func:`create_heatmap_backbone`). ``hidden`` and ``feature_dim``: widths of the fusion MLP's two layers.
-    ``output_scales``: an optional multiplier per group (e.g. ``{"camera": 0.1}``), default 1.
+    heatmap branch; ``heatmap_weights``: an optional local timm weights file (see
+    :func:`create_heatmap_backbone`); ``heatmap_norm``: the backbone's normalisation layer, a timm name such as
+    ``"groupnorm1"`` (per sample: the same in training and evaluation at any batch size), or ``None`` for the
+    model's own (batch norm for ResNets). ``landmark_features``: width of an optional landmark feature vector
+    fed to the fusion MLP next to the branches (0: none; see
+    :func:`fastganfit.model.landmark_camera.landmark_residual_features`). At least one of the three inputs is
+    needed. ``hidden`` and ``feature_dim``: widths of the fusion MLP's two layers. ``output_scales``: an
+    optional multiplier per group, one number for the whole group or one per coordinate (e.g.
+    ``{"expression": 0.2, "camera": [0.05, 0.05, 0.05, 0.5, 0.5, 0.5, 0.05]}``), default 1; see
+    :func:`group_scales`.
     """
 
     def __init__(
@@ -107,16 +138,15 @@ class Regressor(nn.Module):
         adapter_pool: int | Sequence[int] = 1,
         heatmap_backbone: str | None = "resnet18",
         heatmap_weights: str | Path | None = None,
+        heatmap_norm: str | None = None,
+        landmark_features: int = 0,
         feature_dim: int = 512,
         hidden: int = 512,
-        output_scales: Mapping[str, float] | None = None,
+        output_scales: Mapping[str, float | Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
-        if not identity_channels and heatmap_backbone is None:
-            raise ValueError("Regressor: needs identity_channels, a heatmap_backbone or both")
-        unknown = sorted(set(output_scales or {}) - set(GROUPS))
-        if unknown:
-            raise ValueError(f"Regressor: output_scales for unknown groups {unknown}; groups are {list(GROUPS)}")
+        if not identity_channels and heatmap_backbone is None and not landmark_features:
+            raise ValueError("Regressor: needs identity_channels, a heatmap_backbone or landmark_features")
         self.sizes = sizes
         self.heatmap_channels = heatmap_channels
         count = len(identity_channels)
@@ -132,8 +162,13 @@ class Regressor(nn.Module):
         self.backbone = None
         fused = sum(adapter.out_features for adapter in self.adapters)
         if heatmap_backbone is not None:
-            self.backbone = create_heatmap_backbone(heatmap_backbone, heatmap_channels, heatmap_weights)
+            norm = {} if heatmap_norm is None else {"norm_layer": heatmap_norm}
+            self.backbone = create_heatmap_backbone(heatmap_backbone, heatmap_channels, heatmap_weights, **norm)
             fused += self.backbone.num_features
+        if landmark_features < 0:
+            raise ValueError(f"Regressor: landmark_features must be non-negative, got {landmark_features}")
+        self.landmark_features = int(landmark_features)
+        fused += self.landmark_features
         self.fusion = nn.Sequential(
             nn.Linear(fused, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, feature_dim), nn.ReLU(inplace=True)
         )
@@ -141,9 +176,16 @@ class Regressor(nn.Module):
         for head in self.heads.values():
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
-        self.output_scales = {name: float((output_scales or {}).get(name, 1.0)) for name in GROUPS}
+        for name, scale in group_scales(sizes, output_scales).items():
+            self.register_buffer(f"{name}_scale", scale, persistent=False)
 
-    def features(self, activations: Sequence[Tensor], heatmaps: Tensor | None) -> Tensor:
+    def output_scale(self, name: str) -> Tensor:
+        """The multiplier ``[K]`` of group ``name``'s head output."""
+        return getattr(self, f"{name}_scale")
+
+    def features(
+        self, activations: Sequence[Tensor], heatmaps: Tensor | None, landmarks: Tensor | None = None
+    ) -> Tensor:
         """The fused feature ``[B, feature_dim]`` (the heads' input)."""
         if len(activations) != len(self.adapters):
             raise ValueError(f"Regressor: expected {len(self.adapters)} identity activations, got {len(activations)}")
@@ -153,10 +195,18 @@ class Regressor(nn.Module):
                 shape = None if heatmaps is None else list(heatmaps.shape)
                 raise ValueError(f"Regressor: expected heatmaps [B, {self.heatmap_channels}, H, W], got {shape}")
             parts.append(self.backbone(heatmaps))
+        if self.landmark_features:
+            if landmarks is None or landmarks.ndim != 2 or landmarks.shape[1] != self.landmark_features:
+                shape = None if landmarks is None else list(landmarks.shape)
+                raise ValueError(f"Regressor: expected landmark features [B, {self.landmark_features}], got {shape}")
+            parts.append(landmarks)
         return self.fusion(torch.cat(parts, dim=1))
 
-    def forward(self, activations: Sequence[Tensor], heatmaps: Tensor | None = None) -> FaceParams:
+    def forward(
+        self, activations: Sequence[Tensor], heatmaps: Tensor | None = None, landmarks: Tensor | None = None
+    ) -> FaceParams:
         """FaceParams (each group ``[B, K]``) from identity ``activations`` (one ``[B, C_j, h_j, w_j]`` per
-        adapter) and ``heatmaps [B, 68, H, W]`` (ignored without a heatmap branch)."""
-        feature = self.features(activations, heatmaps)
-        return FaceParams(**{name: self.heads[name](feature) * self.output_scales[name] for name in GROUPS})
+        adapter), ``heatmaps [B, 68, H, W]`` (ignored without a heatmap branch) and landmark features
+        ``landmarks [B, landmark_features]`` (ignored when ``landmark_features`` is 0)."""
+        feature = self.features(activations, heatmaps, landmarks)
+        return FaceParams(**{name: self.heads[name](feature) * self.output_scale(name) for name in GROUPS})
