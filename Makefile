@@ -4,7 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+DEMO_DIR ?= outputs/demo
+DEMO_CKPT := $(DEMO_DIR)/train/full/checkpoints/last.ckpt
+ASTRONAUT = $(shell $(PY) -c "import os, skimage.data; print(os.path.join(skimage.data.data_dir, 'astronaut.png'))")
+
+.PHONY: setup demo faces test lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +19,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+# The CPU demo: train Fast-GANFit on synthetic faces (alignment, then the full objective; skipped when its
+# checkpoint exists), then reconstruct the astronaut photo with regression + GANFit++ refinement.
+demo: $(DEMO_CKPT)
+	$(PY) fit.py ckpt=$(DEMO_CKPT) image=$(ASTRONAUT) refine=true hydra.run.dir=$(DEMO_DIR)/fit
+
+$(DEMO_CKPT): | $(STAMP)
+	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_DIR)/train
+
+faces: $(STAMP)
 	$(PY) scripts/render_random_faces.py
 
 test: $(STAMP)
