@@ -1,4 +1,4 @@
-"""Random face sampling and the `make demo` entry point (scripts/render_random_faces.py)."""
+"""Random face sampling and the `make faces` entry point (scripts/render_random_faces.py)."""
 
 from __future__ import annotations
 

@@ -139,8 +139,17 @@ def _fit(tmp_path: Path, callbacks: list[L.Callback]) -> L.Trainer:
     return trainer
 
 
-def test_callback_saves_on_sigterm_only_and_restores_sigint(tmp_path: Path) -> None:
+@pytest.fixture
+def interactive_sigint():
+    """Python's own Ctrl+C handler for the test (a job started in the background inherits SIGINT ignored)."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+def test_callback_saves_on_sigterm_only_and_restores_sigint(tmp_path: Path, interactive_sigint: None) -> None:
     before = signal.getsignal(signal.SIGINT)
+    assert before is signal.default_int_handler
     callback = CheckpointOnSignal(tmp_path / "checkpoints")
     with pytest.raises(SIGTERMException) as stopped:
         _fit(tmp_path, [callback, _Stop()])
