@@ -285,9 +285,10 @@ class FastGANFitModule(L.LightningModule):
 
     @torch.no_grad()
     def log_images(self, name: str, result: Reconstruction) -> None:
-        """Log input | render | overlay | UV texture rows of the first ``num_logged_images`` faces."""
+        """Log input | render | overlay | UV texture rows of the first ``num_logged_images`` faces (rank 0 only:
+        under DDP the other ranks would write the same file names)."""
         count = min(self.hparams.num_logged_images, result.image.shape[0])
-        if count < 1:
+        if count < 1 or not self.trainer.is_global_zero:
             return
         render = result.render
         panels = reconstruction_panels(
