@@ -285,10 +285,9 @@ class FastGANFitModule(L.LightningModule):
 
     @torch.no_grad()
     def log_images(self, name: str, result: Reconstruction) -> None:
-        """Log input | render | overlay | UV texture rows of the first ``num_logged_images`` faces (rank 0 only:
-        under DDP the other ranks would write the same file names)."""
+        """Log input | render | overlay | UV texture rows of the first ``num_logged_images`` faces."""
         count = min(self.hparams.num_logged_images, result.image.shape[0])
-        if count < 1 or not self.trainer.is_global_zero:
+        if count < 1:
             return
         render = result.render
         panels = reconstruction_panels(
