@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
+from tiny_checkpoint import TINY_MODEL_OVERRIDES
 
 from fastganfit.data.datamodule import FaceDataModule
 from fastganfit.data.synthetic import generate_synthetic_faces
@@ -359,14 +360,7 @@ def tiny_train_overrides(shards: Path) -> list[str]:
         "data.num_workers=0",
         "data.shuffle_buffer=0",
         "data.augment=false",
-        "model.renderer.image_size=64",
-        "model.heatmaps.crop_size=64",
-        "model.heatmaps.heatmap_size=32",
-        "model.texture.resolution=32",
-        "model.identity.layers=[stage2,stage3]",
-        "model.regressor.adapter_channels=16",
-        "model.regressor.feature_dim=32",
-        "model.regressor.hidden=32",
+        *TINY_MODEL_OVERRIDES,
         "model.log_images_every_n_steps=1",
         "model.warmup_steps=0",
         "callbacks.checkpoint.every_n_train_steps=1",

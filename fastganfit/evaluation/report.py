@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fastganfit.io.atomic import atomic_write
 from fastganfit.io.images import save_png
 
 
@@ -62,19 +61,6 @@ class EvaluationReport:
         }
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(report: EvaluationReport, output_dir: str | Path) -> tuple[Path, Path]:
     """Write ``results.md``, ``results.json`` and the report's figures (``<name>.png``) into ``output_dir``;
     returns the paths of the two results files. Figures go first, so the results never link a missing picture."""
@@ -82,6 +68,8 @@ def write_report(report: EvaluationReport, output_dir: str | Path) -> tuple[Path
     for name, image in report.figures.items():
         save_png(image, output_dir / f"{name}.png")
     markdown, json_path = output_dir / "results.md", output_dir / "results.json"
-    write_atomic(markdown, report.to_markdown())
-    write_atomic(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    with atomic_write(markdown, "w") as handle:
+        handle.write(report.to_markdown())
+    with atomic_write(json_path, "w") as handle:
+        handle.write(json.dumps(report.to_dict(), indent=2) + "\n")
     return markdown, json_path
