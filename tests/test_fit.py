@@ -26,9 +26,11 @@ from fastganfit.fitting.faces import crop_largest_face, module_crop_template
 from fastganfit.fitting.index_page import INT16_STEPS
 from fastganfit.fitting.optimise import (
     fit_from_mean_face,
+    mean_face_start,
     refine,
     regress,
     share_subject_groups,
+    sizes_of,
     stage_totals,
 )
 from fastganfit.fitting.pipeline import FitOptions, reconstruct_images
@@ -36,6 +38,7 @@ from fastganfit.fitting.settings import FitSettings, StageSettings
 from fastganfit.io.mesh_export import read_obj
 from fastganfit.model.fast_ganfit import FastGANFitModule
 from fastganfit.model.losses import GANFitLoss
+from fastganfit.params import FaceParams
 from fastganfit.perception.landmarks import DlibLandmarker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,6 +152,21 @@ def test_refinement_lowers_each_stages_objective_and_only_moves_its_groups(modul
     assert set(history[0].terms) == {*FULL_LOSS, "total"}
     for group in ALL_GROUPS:
         assert not torch.equal(getattr(refined, group), getattr(aligned, group)), group
+
+
+def test_ganfit_starts_from_the_mean_face_seen_by_the_landmark_camera(module, faces) -> None:
+    crops, _ = faces
+    turned = torch.tensor([[0.15, 0.5, -0.1, 0.0, 0.0, 0.0, 0.0], [0.0, -0.4, 0.1, 0.0, 0.0, 0.0, 0.0]])
+    landmarks = module.renderer.camera.project(module.mean_landmarks.expand(2, -1, -1), turned, module.render_size)
+    start = mean_face_start(module, crops, landmarks[..., :2])
+    torch.testing.assert_close(start.camera[:, :3], turned[:, :3], atol=0.03, rtol=0)
+    for name, tensor in start.items():
+        if name != "camera":
+            assert not tensor.any(), name
+    zero_camera = FaceParams.zeros(sizes_of(module), 2)
+    _, from_zero = refine(module, crops, landmarks[..., :2], zero_camera, settings(1, 0))
+    _, from_landmarks = refine(module, crops, landmarks[..., :2], start, settings(1, 0))
+    assert from_landmarks[0].terms["landmark"] < 0.1 * from_zero[0].terms["landmark"]
 
 
 def test_ganfit_from_the_mean_face_fits_the_landmarks(module, faces) -> None:

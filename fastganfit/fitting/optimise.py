@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -176,6 +176,16 @@ def fit_from_mean_face(
     subjects: Tensor | None = None,
     progress: bool = False,
 ) -> tuple[FaceParams, list[ObjectiveRecord]]:
-    """GANFit: :func:`refine` starting from all-zero FaceParams (the mean face, default camera and light)."""
-    start = FaceParams.zeros(sizes_of(module), crops.shape[0], device=crops.device, dtype=crops.dtype)
+    """GANFit: :func:`refine` starting from the mean face, mean texture and default light, seen by the camera
+    that projects the mean face's landmarks onto ``landmarks`` (:meth:`FastGANFitModule.landmark_camera`)."""
+    start = mean_face_start(module, crops, landmarks)
     return refine(module, crops, landmarks, start, settings, subjects, progress)
+
+
+@torch.no_grad()
+def mean_face_start(module: FastGANFitModule, crops: Tensor, landmarks: Tensor) -> FaceParams:
+    """All-zero FaceParams (batch B) except the camera ``[B, 7]``: the closed-form landmark camera of
+    ``crops [B, 3, S, S]`` with ``landmarks [B, 68, 2]``."""
+    start = FaceParams.zeros(sizes_of(module), crops.shape[0], device=crops.device, dtype=crops.dtype)
+    _, render_landmarks = module.to_render_frame(crops, landmarks)
+    return replace(start, camera=module.landmark_camera(render_landmarks))
