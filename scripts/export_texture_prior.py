@@ -1,27 +1,39 @@
 """Export the EMA generator of a texture-GAN training checkpoint as a standalone texture prior, and
 compare its per-region colour statistics with the procedural textures it was trained on.
 
-Usage: python scripts/export_texture_prior.py CKPT [--output fastganfit/assets/texture_gan_default.pt]
-       [--samples 256] [--preview PNG]
+Usage: python scripts/export_texture_prior.py CKPT_OR_FOLDER [--output fastganfit/assets/texture_gan_default.pt]
+       [--samples 256] [--select-samples 512] [--preview PNG]
 
-``--preview`` writes 16 samples as UV maps (top two rows) and textured on the mean face (bottom two).
+Given a folder (e.g. ``<run>/checkpoints`` trained with ``+callbacks.checkpoint.save_top_k=-1``), every
+checkpoint in it is scored on ``--select-samples`` textures with selection seeds (not the seeds of the
+final table or of tests/test_texture_prior.py), and the one with the smallest worst relative error over
+all regions, channels, means and spreads is exported. ``--preview`` writes 16 samples as UV maps (top
+two rows) and textured on the mean face (bottom two).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from fastganfit.evaluation.texture_statistics import region_colour_statistics, relative_differences
+from fastganfit.evaluation.texture_statistics import (
+    procedural_statistics_errors,
+    region_colour_statistics,
+    relative_differences,
+)
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.facemodel.procedural_texture import REGION_NAMES, ProceduralTexture
 from fastganfit.facemodel.texture_generator import TextureGenerator, default_texture_prior_path
 from fastganfit.io.images import save_grid
 from fastganfit.model.texture_gan import TextureGANModule
 from fastganfit.render.face_renderer import FaceRenderer
+
+SELECTION_SEEDS = (11, 12)
 
 
 def save_preview(prior: TextureGenerator, path: Path, count: int = 16) -> Path:
@@ -36,29 +48,41 @@ def save_preview(prior: TextureGenerator, path: Path, count: int = 16) -> Path:
     return save_grid(torch.cat([textures, faces]), path, columns=8)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--output", type=Path, default=default_texture_prior_path())
-    parser.add_argument("--samples", type=int, default=256)
-    parser.add_argument("--preview", type=Path, default=None)
-    args = parser.parse_args()
-    if not args.checkpoint.is_file():
-        print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
-        return 2
-    module = TextureGANModule.load_from_checkpoint(args.checkpoint, map_location="cpu")
-    path = module.export_generator(args.output)
-    prior = TextureGenerator.load(path)
+def checkpoint_step(path: Path) -> int:
+    """The optimiser step in a Lightning checkpoint name (``...step=3000.ckpt``); -1 when it has none."""
+    match = re.search(r"step=(\d+)", path.name)
+    return int(match.group(1)) if match else -1
+
+
+def select_checkpoint(folder: Path, num_samples: int) -> Path:
+    """The checkpoint in ``folder`` whose EMA generator matches the procedural statistics best."""
+    paths = sorted((path for path in folder.glob("*.ckpt") if checkpoint_step(path) >= 0), key=checkpoint_step)
+    if not paths:
+        raise FileNotFoundError(f"{folder} holds no step checkpoints (*step=N.ckpt)")
+    procedural: ProceduralTexture | None = None
+    scores: dict[Path, float] = {}
+    for path in tqdm(paths, desc="scoring checkpoints", unit="ckpt"):
+        generator = TextureGANModule.load_from_checkpoint(path, map_location="cpu").generator_ema
+        if procedural is None:
+            procedural = ProceduralTexture.for_ict(generator.resolution)
+        mean_error, std_error = procedural_statistics_errors(generator.sample, procedural, num_samples, SELECTION_SEEDS)
+        scores[path] = max(mean_error.max().item(), std_error.max().item())
+        tqdm.write(f"{path.name}: worst mean error {mean_error.max():.1%}, worst spread error {std_error.max():.1%}")
+    best = min(scores, key=scores.get)
+    print(f"selected {best} (worst error {scores[best]:.1%})")
+    return best
+
+
+def print_comparison(prior: TextureGenerator, num_samples: int) -> None:
+    """The per-region table of the exported prior against the procedural textures (test seeds 1 and 2)."""
     procedural = ProceduralTexture.for_ict(prior.resolution)
-    generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        reference = region_colour_statistics(procedural.sample(args.samples, generator), procedural.masks)
-        candidate = region_colour_statistics(prior.sample(args.samples, generator), procedural.masks)
+        reference = region_colour_statistics(procedural.sample(num_samples, torch.Generator().manual_seed(1)),
+                                             procedural.masks)
+        candidate = region_colour_statistics(prior.sample(num_samples, torch.Generator().manual_seed(2)),
+                                             procedural.masks)
     mean_error, std_error = relative_differences(reference, candidate)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    if args.preview is not None:
-        print(f"wrote {save_preview(prior, args.preview)}")
-    print(f"Per-region colour statistics, {args.samples} samples each, largest relative error over RGB:\n")
+    print(f"Per-region colour statistics, {num_samples} samples each, largest relative error over RGB:\n")
     print("| region | mean colour (procedural) | mean colour (prior) | mean error | std error |")
     print("|---|---|---|---|---|")
     for index, name in enumerate(REGION_NAMES):
@@ -66,6 +90,32 @@ def main() -> int:
         prior_colour = ", ".join(f"{value:.3f}" for value in candidate[0][index].tolist())
         print(f"| {name} | {reference_colour} | {prior_colour} | {mean_error[index].max():.1%} "
               f"| {std_error[index].max():.1%} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a training checkpoint, or a folder of them to choose from")
+    parser.add_argument("--output", type=Path, default=default_texture_prior_path())
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--select-samples", type=int, default=512)
+    parser.add_argument("--preview", type=Path, default=None)
+    args = parser.parse_args()
+    checkpoint = args.checkpoint
+    try:
+        if checkpoint.is_dir():
+            checkpoint = select_checkpoint(checkpoint, args.select_samples)
+        elif not checkpoint.is_file():
+            raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    module = TextureGANModule.load_from_checkpoint(checkpoint, map_location="cpu")
+    path = module.export_generator(args.output)
+    prior = TextureGenerator.load(path)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {checkpoint}")
+    if args.preview is not None:
+        print(f"wrote {save_preview(prior, args.preview)}")
+    print_comparison(prior, args.samples)
     return 0
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+from fastganfit.facemodel.procedural_texture import ProceduralTexture
 
 
 def region_colour_statistics(textures: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,3 +30,25 @@ def relative_differences(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``|candidate - reference| / reference`` for the means and the standard deviations, ``[K, 3]`` each."""
     return tuple((c - r).abs() / r.clamp(min=1e-6) for r, c in zip(reference, candidate, strict=True))
+
+
+def procedural_statistics_errors(
+    sample: Callable[[int, torch.Generator], torch.Tensor],
+    procedural: ProceduralTexture,
+    num_samples: int = 256,
+    seeds: tuple[int, int] = (1, 2),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relative errors ``[K, 3]`` of per-region colour means and spreads of ``sample``'s textures against
+    ``procedural``'s, from ``num_samples`` textures each (``seeds``: procedural, candidate).
+
+    ``sample(count, generator)`` returns textures ``[count, 3, R, R]`` in [0, 1] at ``procedural``'s
+    resolution (e.g. ``TextureGenerator.sample``).
+    """
+    with torch.no_grad():
+        reference = region_colour_statistics(
+            procedural.sample(num_samples, torch.Generator().manual_seed(seeds[0])), procedural.masks
+        )
+        candidate = region_colour_statistics(
+            sample(num_samples, torch.Generator().manual_seed(seeds[1])), procedural.masks
+        )
+    return relative_differences(reference, candidate)
