@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_fast_ganfit import run_train, tiny_train_overrides
 
 from fastganfit.data.synthetic import generate_synthetic_faces
-from fastganfit.model.image_logging import log_image_grid
+from fastganfit.model.image_logging import image_folder, log_image_grid
 
 
 def read_events(folder: Path) -> EventAccumulator:
@@ -38,6 +38,25 @@ def test_image_grid_reaches_tensorboard(tmp_path: Path) -> None:
     copy = np.asarray(Image.open(png).convert("RGB"))
     assert logged.shape == copy.shape == (2 * 8 + 3 * 2, 2 * 10 + 3 * 2, 3)  # 2 rows x 2 columns, 2 px padding
     assert np.abs(logged.astype(int) - copy.astype(int)).max() <= 1  # the same picture (rounding aside)
+
+
+class RankedTrainer:
+    """The two trainer attributes :func:`image_folder` reads, counting the reads of ``log_dir`` (a DDP collective)."""
+
+    def __init__(self, log_dir: str, is_global_zero: bool) -> None:
+        self._log_dir, self.is_global_zero, self.log_dir_reads = log_dir, is_global_zero, 0
+
+    @property
+    def log_dir(self) -> str:
+        self.log_dir_reads += 1
+        return self._log_dir
+
+
+def test_image_files_are_written_by_rank_zero_but_every_rank_reads_the_log_dir(tmp_path: Path) -> None:
+    rank_zero, other_rank = RankedTrainer(str(tmp_path), True), RankedTrainer(str(tmp_path), False)
+    assert image_folder(rank_zero, "images") == tmp_path / "images"
+    assert image_folder(other_rank, "images") is None
+    assert rank_zero.log_dir_reads == other_rank.log_dir_reads == 1
 
 
 def test_train_py_with_tensorboard_logger(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.model.image_logging import log_image_grid
+from fastganfit.model.image_logging import image_folder, log_image_grid
 from fastganfit.model.landmark_camera import camera_from_landmarks, landmark_residual_features
 from fastganfit.model.losses import GANFitLoss
 from fastganfit.model.lr_schedule import LearningRateSchedule
@@ -298,8 +298,7 @@ class FastGANFitModule(L.LightningModule):
             render.landmark_visibility[:count],
             result.texture[:count],
         )
-        log_dir = self.trainer.log_dir
-        folder = Path(log_dir) / "images" if log_dir else None
+        folder = image_folder(self.trainer, "images")
         log_image_grid(self.logger, folder, name, panels, self.global_step, columns=PANELS_PER_ROW)
 
     def configure_optimizers(self) -> dict[str, Any]:

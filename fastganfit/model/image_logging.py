@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid
 
 from fastganfit.io.images import save_png
+
+
+def image_folder(trainer: L.Trainer, name: str) -> Path | None:
+    """``<log_dir>/<name>`` on the global-zero process, ``None`` on the others (and without a log dir).
+
+    ``trainer.log_dir`` is read on every rank first: under DDP it is a collective (a broadcast from rank 0),
+    so reading it on rank 0 alone would hang the run.
+    """
+    log_dir = trainer.log_dir
+    return Path(log_dir) / name if log_dir and trainer.is_global_zero else None
 
 
 def log_image_grid(

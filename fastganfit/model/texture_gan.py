@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from fastganfit.facemodel.texture_generator import TextureGenerator
 from fastganfit.io.atomic import atomic_write
 from fastganfit.model.discriminator import TextureDiscriminator
-from fastganfit.model.image_logging import log_image_grid
+from fastganfit.model.image_logging import image_folder, log_image_grid
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -159,8 +159,7 @@ class TextureGANModule(L.LightningModule):
     def log_samples(self) -> None:
         """Log a grid of EMA-generator samples for fixed z (the same faces every time)."""
         samples = self.generator_ema.synthesis(self.generator_ema.ws_from_z(self.sample_z)) * 0.5 + 0.5
-        folder = Path(self.trainer.log_dir) / "samples" if self.trainer.log_dir else None
-        log_image_grid(self.logger, folder, "samples/texture", samples, self.iteration)
+        log_image_grid(self.logger, image_folder(self.trainer, "samples"), "samples/texture", samples, self.iteration)
 
     def export_generator(self, path: str | Path, num_w_samples: int = 10_000) -> Path:
         """Write the EMA generator, with measured w statistics, as a standalone checkpoint (atomic)."""
