@@ -12,6 +12,7 @@ from fastganfit.data.texture_data import TextureDataModule
 from fastganfit.facemodel import texture_generator
 from fastganfit.facemodel.procedural_texture import REGION_NAMES, ProceduralTexture
 from fastganfit.facemodel.texture_generator import LATENT_SPACES, TextureGenerator
+from fastganfit.model.discriminator import TextureDiscriminator
 from fastganfit.model.texture_gan import TextureGANModule
 
 TINY = {"resolution": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2, "base_channels": 16, "max_channels": 32}
@@ -95,6 +96,22 @@ def test_procedural_texture_is_differentiable(procedural: ProceduralTexture) -> 
     procedural(latent).mean().backward()
     assert latent.grad.abs().sum() > 0
     torch.testing.assert_close(procedural(procedural.zero_latent(1)), procedural(torch.zeros(1, procedural.latent_dim)))
+
+
+def test_untrained_discriminator_keeps_its_signal_and_responds_to_the_image(procedural: ProceduralTexture) -> None:
+    torch.manual_seed(0)
+    discriminator = TextureDiscriminator(resolution=64, base_channels=32, max_channels=128)
+    images = (procedural.sample(16, torch.Generator().manual_seed(0)) * 2 - 1).requires_grad_()
+    features = discriminator.from_rgb(images)
+    scales = []
+    for block in discriminator.blocks:
+        features = block(features)
+        scales.append(features.std().item())
+    assert min(scales) > 0.5 * max(scales), f"activations fade through the blocks: {scales}"
+    logits = discriminator(images)
+    (gradient,) = torch.autograd.grad(logits.sum(), images)
+    assert logits.std() > 0.01, "different textures get different scores"
+    assert gradient.flatten(1).norm(dim=1).min() > 1e-3
 
 
 def test_gan_module_trains_a_few_steps(tmp_path: Path) -> None:
