@@ -134,6 +134,15 @@ def test_gan_module_trains_a_few_steps(tmp_path: Path) -> None:
     assert TextureGenerator.load(exported).resolution == 16
 
 
+def test_ema_half_life_ramps_up_with_training() -> None:
+    ramped = TextureGANModule(generator=TINY, discriminator={"base_channels": 16}, ema_decay=0.999, ema_rampup=0.05)
+    assert ramped.ema_decay_at(0) < 1e-5  # the first update copies G
+    assert ramped.ema_decay_at(199) == pytest.approx(0.5**0.1)  # half-life 10 iterations = 5 % of 200
+    assert ramped.ema_decay_at(100_000) == 0.999
+    fixed = TextureGANModule(generator=TINY, discriminator={"base_channels": 16}, ema_decay=0.999, ema_rampup=None)
+    assert fixed.ema_decay_at(0) == fixed.ema_decay_at(199) == 0.999
+
+
 def test_masked_loss_ignores_masked_texels() -> None:
     module = TextureGANModule(generator=TINY, discriminator={"base_channels": 16, "max_channels": 32},
                               masked_loss=True)

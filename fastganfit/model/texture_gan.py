@@ -38,7 +38,8 @@ class TextureGANModule(L.LightningModule):
     Batches are dicts with ``texture [B, 3, R, R]`` in [0, 1] and optionally ``mask [B, 1, R, R]``
     (1 = observed texel). With ``masked_loss=True`` both real and generated textures are multiplied by
     the real sample's mask before the discriminator, so unobserved texels never affect either loss
-    (partial UV maps, e.g. unwrapped from photos). Sample grids of the EMA generator go to the logger
+    (partial UV maps, e.g. unwrapped from photos). The EMA's half-life ramps up with training
+    (``ema_rampup``, see :meth:`ema_decay_at`). Sample grids of the EMA generator go to the logger
     every ``sample_every_n_steps`` iterations. Lightning's ``max_steps`` counts optimiser steps: two
     (D, then G) per iteration.
     """
@@ -52,6 +53,7 @@ class TextureGANModule(L.LightningModule):
         r1_gamma: float = 1.0,
         r1_interval: int = 4,
         ema_decay: float = 0.999,
+        ema_rampup: float | None = 0.05,
         masked_loss: bool = False,
         init_mean_from_data: bool = True,
         sample_every_n_steps: int = 200,
@@ -147,9 +149,18 @@ class TextureGANModule(L.LightningModule):
         self.generator.to_rgb[-1].bias.add_((target - current) * observed)
         self.generator_ema.load_state_dict(self.generator.state_dict())
 
+    def ema_decay_at(self, iteration: int) -> float:
+        """The EMA decay at ``iteration``: ``ema_decay``, or while ``ema_rampup * (iteration + 1)`` is the shorter
+        half-life (in iterations), the decay of that half-life, so the average never reaches back past the
+        last ``ema_rampup`` fraction of training (early weights would drag it far behind G)."""
+        decay = self.hparams.ema_decay
+        if self.hparams.ema_rampup:
+            decay = min(decay, 0.5 ** (1.0 / (self.hparams.ema_rampup * (iteration + 1))))
+        return decay
+
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.hparams.ema_decay
+        decay = self.ema_decay_at(self.iteration)
         for ema, live in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
             ema.lerp_(live, 1.0 - decay)
         for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
