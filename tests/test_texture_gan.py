@@ -143,6 +143,23 @@ def test_ema_half_life_ramps_up_with_training() -> None:
     assert fixed.ema_decay_at(0) == fixed.ema_decay_at(199) == 0.999
 
 
+def test_resuming_uses_the_configured_learning_rate(tmp_path: Path) -> None:
+    def fit(lr: float, steps: int, ckpt_path: Path | None = None) -> L.Trainer:
+        module = TextureGANModule(generator=TINY, discriminator={"base_channels": 16, "max_channels": 32}, lr=lr,
+                                  r1_interval=4, sample_every_n_steps=1000)
+        trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(module, datamodule=TextureDataModule(source="procedural", resolution=16, batch_size=2),
+                    ckpt_path=ckpt_path)
+        return trainer
+
+    fit(0.01, 2).save_checkpoint(tmp_path / "first.ckpt")
+    resumed = fit(0.001, 4, tmp_path / "first.ckpt")
+    assert resumed.global_step == 4
+    generator_lr, discriminator_lr = (optimiser.param_groups[0]["lr"] for optimiser in resumed.optimizers)
+    assert generator_lr == 0.001 and discriminator_lr == pytest.approx(0.001 * 4 / 5)
+
+
 def test_masked_loss_ignores_masked_texels() -> None:
     module = TextureGANModule(generator=TINY, discriminator={"base_channels": 16, "max_channels": 32},
                               masked_loss=True)

@@ -74,16 +74,27 @@ class TextureGANModule(L.LightningModule):
         """Training iterations done (Lightning's ``global_step`` counts both optimisers' steps)."""
         return self.global_step // 2
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """Adam for G and for D (D's betas adjusted for lazy R1, as in StyleGAN2)."""
+    def _r1_ratio(self) -> float:
         interval = self.hparams.r1_interval
-        ratio = interval / (interval + 1)
+        return interval / (interval + 1)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Adam for G and for D (D's lr and betas adjusted for lazy R1, as in StyleGAN2)."""
+        ratio = self._r1_ratio()
         beta1, beta2 = self.hparams.betas
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=(beta1, beta2))
         opt_d = torch.optim.Adam(
             self.discriminator.parameters(), lr=self.hparams.lr * ratio, betas=(beta1**ratio, beta2**ratio)
         )
         return [opt_g, opt_d]
+
+    def on_train_start(self) -> None:
+        """Use the configured ``lr`` also when resuming (a restored optimiser state carries the old one), so a
+        run can be continued at a lower learning rate to settle (``ckpt_path=... model.lr=...``)."""
+        opt_g, opt_d = self.optimizers()
+        for optimiser, lr in ((opt_g, self.hparams.lr), (opt_d, self.hparams.lr * self._r1_ratio())):
+            for group in optimiser.param_groups:
+                group["lr"] = lr
 
     def _generate(self, batch_size: int) -> torch.Tensor:
         z = torch.randn(batch_size, self.generator.z_dim, device=self.device)
