@@ -2,7 +2,7 @@
 compare its per-region colour statistics with the procedural textures it was trained on.
 
 Usage: python scripts/export_texture_prior.py CKPT_OR_FOLDER [--output fastganfit/assets/texture_gan_default.pt]
-       [--samples 256] [--select-samples 512] [--preview PNG]
+       [--samples 1024] [--select-samples 512] [--preview PNG]
 
 Given a folder (e.g. ``<run>/checkpoints`` trained with ``+callbacks.checkpoint.save_top_k=-1``), every
 checkpoint in it is scored on ``--select-samples`` textures with selection seeds (not the seeds of the
@@ -96,7 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a training checkpoint, or a folder of them to choose from")
     parser.add_argument("--output", type=Path, default=default_texture_prior_path())
-    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--select-samples", type=int, default=512)
     parser.add_argument("--preview", type=Path, default=None)
     args = parser.parse_args()

@@ -13,7 +13,7 @@ from fastganfit.evaluation.texture_statistics import (
 from fastganfit.facemodel.procedural_texture import REGION_NAMES, ProceduralTexture
 from fastganfit.facemodel.texture_generator import default_texture_prior_path, load_default_texture_prior
 
-SAMPLES = 256
+SAMPLES = 1024  # sampling noise of a spread estimate ~ 1 / sqrt(2 * SAMPLES): 2 %, well inside the 10 % bar
 
 
 def test_prior_is_small_and_loads_frozen() -> None:
@@ -66,7 +66,7 @@ def test_prior_mean_colours_match_procedural_per_region(region_errors: tuple[tor
         assert mean_error[index].max() <= 0.10, f"{name}: mean colour off by {mean_error[index].max():.1%}"
 
 
-@pytest.mark.xfail(strict=True, reason="interim prior: per-region colour spreads are 12-22 % off (bar 10 %); "
+@pytest.mark.xfail(strict=True, reason="interim prior: brow and cheek colour spreads are 19 % and 12 % off (bar 10 %); "
                    "needs a longer training run, see fastganfit/assets/texture_gan_default.md")
 def test_prior_colour_spreads_match_procedural_per_region(region_errors: tuple[torch.Tensor, torch.Tensor]) -> None:
     _, std_error = region_errors
