@@ -22,8 +22,8 @@ import torch
 from tqdm import tqdm
 
 from fastganfit.evaluation.texture_statistics import (
+    procedural_and_sample_statistics,
     procedural_statistics_errors,
-    region_colour_statistics,
     relative_differences,
 )
 from fastganfit.facemodel.morphable import MorphableModel
@@ -76,11 +76,7 @@ def select_checkpoint(folder: Path, num_samples: int) -> Path:
 def print_comparison(prior: TextureGenerator, num_samples: int) -> None:
     """The per-region table of the exported prior against the procedural textures (test seeds 1 and 2)."""
     procedural = ProceduralTexture.for_ict(prior.resolution)
-    with torch.no_grad():
-        reference = region_colour_statistics(procedural.sample(num_samples, torch.Generator().manual_seed(1)),
-                                             procedural.masks)
-        candidate = region_colour_statistics(prior.sample(num_samples, torch.Generator().manual_seed(2)),
-                                             procedural.masks)
+    reference, candidate = procedural_and_sample_statistics(prior.sample, procedural, num_samples)
     mean_error, std_error = relative_differences(reference, candidate)
     print(f"Per-region colour statistics, {num_samples} samples each, largest relative error over RGB:\n")
     print("| region | mean colour (procedural) | mean colour (prior) | mean error | std error |")

@@ -32,14 +32,17 @@ def relative_differences(
     return tuple((c - r).abs() / r.clamp(min=1e-6) for r, c in zip(reference, candidate, strict=True))
 
 
-def procedural_statistics_errors(
+Statistics = tuple[torch.Tensor, torch.Tensor]
+
+
+def procedural_and_sample_statistics(
     sample: Callable[[int, torch.Generator], torch.Tensor],
     procedural: ProceduralTexture,
     num_samples: int = 256,
     seeds: tuple[int, int] = (1, 2),
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Relative errors ``[K, 3]`` of per-region colour means and spreads of ``sample``'s textures against
-    ``procedural``'s, from ``num_samples`` textures each (``seeds``: procedural, candidate).
+) -> tuple[Statistics, Statistics]:
+    """Per-region colour ``(mean, std)`` (``[K, 3]`` each) of ``num_samples`` procedural textures and of as
+    many from ``sample`` (``seeds``: procedural, candidate).
 
     ``sample(count, generator)`` returns textures ``[count, 3, R, R]`` in [0, 1] at ``procedural``'s
     resolution (e.g. ``TextureGenerator.sample``).
@@ -51,4 +54,15 @@ def procedural_statistics_errors(
         candidate = region_colour_statistics(
             sample(num_samples, torch.Generator().manual_seed(seeds[1])), procedural.masks
         )
-    return relative_differences(reference, candidate)
+    return reference, candidate
+
+
+def procedural_statistics_errors(
+    sample: Callable[[int, torch.Generator], torch.Tensor],
+    procedural: ProceduralTexture,
+    num_samples: int = 256,
+    seeds: tuple[int, int] = (1, 2),
+) -> Statistics:
+    """Relative errors ``[K, 3]`` of the per-region colour means and spreads of ``sample``'s textures against
+    ``procedural``'s (see :func:`procedural_and_sample_statistics`)."""
+    return relative_differences(*procedural_and_sample_statistics(sample, procedural, num_samples, seeds))
