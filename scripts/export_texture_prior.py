@@ -62,7 +62,7 @@ def select_checkpoint(folder: Path, num_samples: int) -> Path:
     procedural: ProceduralTexture | None = None
     scores: dict[Path, float] = {}
     for path in tqdm(paths, desc="scoring checkpoints", unit="ckpt"):
-        generator = TextureGANModule.load_from_checkpoint(path, map_location="cpu").generator_ema
+        generator = TextureGANModule.load_from_checkpoint(path, map_location="cpu", init_generator=None).generator_ema
         if procedural is None:
             procedural = ProceduralTexture.for_ict(generator.resolution)
         mean_error, std_error = procedural_statistics_errors(generator.sample, procedural, num_samples, SELECTION_SEEDS)
@@ -105,7 +105,7 @@ def main() -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    module = TextureGANModule.load_from_checkpoint(checkpoint, map_location="cpu")
+    module = TextureGANModule.load_from_checkpoint(checkpoint, map_location="cpu", init_generator=None)
     path = module.export_generator(args.output)
     prior = TextureGenerator.load(path)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {checkpoint}")

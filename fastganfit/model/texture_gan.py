@@ -14,6 +14,7 @@ from fastganfit.facemodel.texture_generator import TextureGenerator
 from fastganfit.io.atomic import atomic_write
 from fastganfit.model.discriminator import TextureDiscriminator
 from fastganfit.model.image_logging import image_folder, log_image_grid
+from fastganfit.model.texel_moments import TexelMomentLoss
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -32,6 +33,16 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return gradient.square().flatten(1).sum(1).mean()
 
 
+def initial_generator_weights(path: str | Path, expected: dict[str, int]) -> dict[str, torch.Tensor]:
+    """The state dict of the exported generator at ``path``, checked against the settings ``expected``."""
+    generator = TextureGenerator.load(path)
+    if generator.hparams != expected:
+        raise ValueError(
+            f"init_generator {path}: its settings {generator.hparams} differ from model.generator {expected}"
+        )
+    return generator.state_dict()
+
+
 class TextureGANModule(L.LightningModule):
     """Non-saturating GAN with lazy R1 regularisation and an exponential moving average of G.
 
@@ -42,6 +53,11 @@ class TextureGANModule(L.LightningModule):
     (``ema_rampup``, see :meth:`ema_decay_at`). Sample grids of the EMA generator go to the logger
     every ``sample_every_n_steps`` iterations. Lightning's ``max_steps`` counts optimiser steps: two
     (D, then G) per iteration.
+
+    ``moment_weight > 0`` adds to G's loss the per-texel colour-moment term of
+    :class:`~fastganfit.model.texel_moments.TexelMomentLoss` (batches of at least 4).
+    ``init_generator`` starts G and its EMA from an exported generator checkpoint (continue training a
+    prior with a fresh discriminator); its settings must equal ``generator``'s.
     """
 
     def __init__(
@@ -58,14 +74,20 @@ class TextureGANModule(L.LightningModule):
         init_mean_from_data: bool = True,
         sample_every_n_steps: int = 200,
         num_samples: int = 16,
+        moment_weight: float = 0.0,
+        init_generator: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.hparams["init_generator"] = None if init_generator is None else str(init_generator)
         self.automatic_optimization = False
         self.generator = TextureGenerator(**(generator or {}))
+        if init_generator is not None:
+            self.generator.load_state_dict(initial_generator_weights(init_generator, self.generator.hparams))
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         resolution = self.generator.resolution
         self.discriminator = TextureDiscriminator(resolution=resolution, **(discriminator or {}))
+        self.moment_loss = TexelMomentLoss(resolution) if moment_weight > 0 else None
         fixed_z = torch.randn(num_samples, self.generator.z_dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("sample_z", fixed_z)
 
@@ -119,7 +141,7 @@ class TextureGANModule(L.LightningModule):
         """One D update (with R1 every ``r1_interval`` steps) then one G update and the EMA update."""
         opt_g, opt_d = self.optimizers()
         batch_size = batch["texture"].shape[0]
-        if self.hparams.init_mean_from_data and self.iteration == 0:
+        if self.hparams.init_mean_from_data and self.hparams.init_generator is None and self.iteration == 0:
             self.initialise_output_mean(batch["texture"], batch.get("mask"))
         with_r1 = self.hparams.r1_gamma > 0 and self.iteration % self.hparams.r1_interval == 0
 
@@ -137,13 +159,20 @@ class TextureGANModule(L.LightningModule):
         self.discriminator.requires_grad_(False)
         fake = self._generate(batch_size)
         g_loss = generator_loss(self.discriminator(self._masked(fake, batch.get("mask"))))
+        g_total = g_loss
+        if self.moment_loss is not None:
+            self.moment_loss.observe_data(batch["texture"] * 2.0 - 1.0, batch.get("mask"))
+            moment_error = self.moment_loss(fake)
+            g_total = g_loss + self.hparams.moment_weight * moment_error
         opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
+        self.manual_backward(g_total)
         opt_g.step()
         self._update_ema()
 
         logged = {f"train/{key}": value.detach() for key, value in terms.items()}
         logged["train/g_loss"] = g_loss.detach()
+        if self.moment_loss is not None:
+            logged["train/moment_error"] = moment_error.detach()
         self.log_dict(logged, prog_bar=True, on_step=True, batch_size=batch_size)
         if self.iteration % self.hparams.sample_every_n_steps == 0:
             self.log_samples()
