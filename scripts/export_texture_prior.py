@@ -2,7 +2,7 @@
 compare its per-region colour statistics with the procedural textures it was trained on.
 
 Usage: python scripts/export_texture_prior.py CKPT_OR_FOLDER [--output fastganfit/assets/texture_gan_default.pt]
-       [--samples 1024] [--select-samples 512] [--preview PNG]
+       [--samples 1024] [--select-samples 1024] [--preview PNG]
 
 Given a folder (e.g. ``<run>/checkpoints`` trained with ``+callbacks.checkpoint.save_top_k=-1``), every
 checkpoint in it is scored on ``--select-samples`` textures with selection seeds (not the seeds of the
@@ -93,7 +93,7 @@ def main() -> int:
     parser.add_argument("checkpoint", type=Path, help="a training checkpoint, or a folder of them to choose from")
     parser.add_argument("--output", type=Path, default=default_texture_prior_path())
     parser.add_argument("--samples", type=int, default=1024)
-    parser.add_argument("--select-samples", type=int, default=512)
+    parser.add_argument("--select-samples", type=int, default=1024)
     parser.add_argument("--preview", type=Path, default=None)
     args = parser.parse_args()
     checkpoint = args.checkpoint

@@ -66,8 +66,6 @@ def test_prior_mean_colours_match_procedural_per_region(region_errors: tuple[tor
         assert mean_error[index].max() <= 0.10, f"{name}: mean colour off by {mean_error[index].max():.1%}"
 
 
-@pytest.mark.xfail(strict=True, reason="interim prior: brow and cheek colour spreads are 19 % and 12 % off (bar 10 %); "
-                   "needs a longer training run, see fastganfit/assets/texture_gan_default.md")
 def test_prior_colour_spreads_match_procedural_per_region(region_errors: tuple[torch.Tensor, torch.Tensor]) -> None:
     _, std_error = region_errors
     for index, name in enumerate(REGION_NAMES):
