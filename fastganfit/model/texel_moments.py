@@ -51,14 +51,14 @@ class TexelMomentLoss(nn.Module):
     """Squared differences between the generator's and the data's per-texel colour means and variances.
 
     For each batch the generated textures are split into two halves, and the loss is
-    ``(mean_1 - m) * (mean_2 - m) + (var_1 - v) * (var_2 - v) / (4 * (v + eps))`` per texel and channel,
+    ``(mean_1 - m) * (mean_2 - m) + (var_1 - v) * (var_2 - v) / (4 * (v + min_std**2))`` per texel and channel,
     averaged over the texels the data covers (``m``, ``v``: the data's mean and variance). The halves are
     independent, so this is an unbiased estimate of the squared errors of the generator's true moments,
     and its gradient an unbiased estimate of theirs, from batches as small as 4. (The squared error of one
-    batch's own moments would be biased by their sampling noise, and moving averages over batches feed
-    back with a delay.) The variance term is about the squared error of the standard deviation, so both
-    terms are in colour units squared; it can be negative for a single batch. Call :meth:`observe_data`
-    with every real batch.
+    batch's own moments would be biased by their sampling noise; moving averages over batches were tried
+    and left G's spreads short, see docs/textures.md.) The variance term is about the squared error of the
+    standard deviation, so both terms are in colour units squared; it can be negative for a single batch.
+    Call :meth:`observe_data` with every real batch.
     """
 
     def __init__(self, resolution: int, min_std: float = 0.01) -> None:
