@@ -17,7 +17,7 @@ TINY = {"resolution": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2, "base_c
 TINY_D = {"base_channels": 16, "max_channels": 32}
 
 
-def test_data_moments_are_the_per_texel_mean_and_spread_of_observed_samples() -> None:
+def test_data_moments_are_the_per_texel_mean_and_variance_of_observed_samples() -> None:
     textures = torch.rand(50, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     masks = torch.ones(50, 1, 4, 4)
     masks[25:, :, 0, 0] = 0.0  # texel (0, 0) observed in the first 25 samples only
@@ -25,11 +25,11 @@ def test_data_moments_are_the_per_texel_mean_and_spread_of_observed_samples() ->
     moments = DataTexelMoments(4)
     for start in range(0, 50, 10):
         moments.update(textures[start:start + 10], masks[start:start + 10])
-    mean, std, observed = moments.mean_and_std()
+    mean, variance, observed = moments.mean_and_variance()
     torch.testing.assert_close(mean[:, 1, 2], textures[:, :, 1, 2].mean(0))
-    torch.testing.assert_close(std[:, 1, 2], textures[:, :, 1, 2].std(0, unbiased=False))
+    torch.testing.assert_close(variance[:, 1, 2], textures[:, :, 1, 2].var(0, unbiased=False))
     torch.testing.assert_close(mean[:, 0, 0], textures[:25, :, 0, 0].mean(0))
-    torch.testing.assert_close(std[:, 0, 0], textures[:25, :, 0, 0].std(0, unbiased=False))
+    torch.testing.assert_close(variance[:, 0, 0], textures[:25, :, 0, 0].var(0, unbiased=False))
     assert observed.sum() == 15 and not observed[0, 3, 3]
 
 

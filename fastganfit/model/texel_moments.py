@@ -17,7 +17,7 @@ from torch import nn
 
 
 class DataTexelMoments(nn.Module):
-    """Running per-texel colour mean and spread ``[3, R, R]`` over every real texture seen so far.
+    """Running per-texel colour mean and variance ``[3, R, R]`` over every real texture seen so far.
 
     Sums are kept (not a moving average): the data distribution does not change during training, so all
     samples count equally. Texels are weighted by the samples' masks, so unobserved texels do not count.
@@ -38,13 +38,13 @@ class DataTexelMoments(nn.Module):
         self.total += (textures * masks).sum(0)
         self.total_square += (textures.square() * masks).sum(0)
 
-    def mean_and_std(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-texel ``mean [3, R, R]``, ``std [3, R, R]`` (float32) and ``observed [1, R, R]`` (bool:
+    def mean_and_variance(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-texel ``mean [3, R, R]``, ``variance [3, R, R]`` (float32) and ``observed [1, R, R]`` (bool:
         texels that some sample has covered)."""
         weight = self.weight.clamp(min=1e-12)
         mean = self.total / weight
         variance = (self.total_square / weight - mean.square()).clamp(min=0.0)
-        return mean.float(), variance.sqrt().float(), self.weight > 0
+        return mean.float(), variance.float(), self.weight > 0
 
 
 class TexelMomentLoss(nn.Module):
@@ -76,8 +76,7 @@ class TexelMomentLoss(nn.Module):
         if half < 2:
             raise ValueError(f"moment loss: needs at least 4 generated textures per batch, got {generated.shape[0]}")
         first, second = generated[:half], generated[half:2 * half]
-        data_mean, data_std, observed = self.data.mean_and_std()
-        data_variance = data_std.square()
+        data_mean, data_variance, observed = self.data.mean_and_variance()
         mean_term = (first.mean(0) - data_mean) * (second.mean(0) - data_mean)
         variance_term = (first.var(0) - data_variance) * (second.var(0) - data_variance)
         terms = (mean_term + variance_term / (4.0 * (data_variance + self.min_variance))) * observed
