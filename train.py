@@ -1,67 +1,6 @@
-"""Training entry point (Hydra): ``python train.py experiment=NAME [trainer=cpu|gpu|ddp|ddp_cpu|slurm]
-[logger=csv|wandb|tensorboard]``.
+"""Training entry point: ``python train.py [overrides]`` (see :mod:`fastganfit.cli.train`)."""
 
-The experiment config provides ``model`` (a LightningModule) and ``data`` (a LightningDataModule);
-``ckpt_path=...`` resumes a run with its optimiser state and step. An experiment with ``stages`` (e.g.
-``experiment=demo``: alignment, then the full objective) trains each stage in turn, each from the previous
-stage's final checkpoint.
-"""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-import hydra
-import lightning as L
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-
-from fastganfit.checkpoint_config import ModelConfigInCheckpoint
-from fastganfit.run_stages import chain_from, resume_point, stage_configs
-from fastganfit.training import prepare_logger_environment
-
-EXPERIMENTS = "demo, fast_align, fast_full, texture_gan, texture_gan_procedural"
-
-
-def train(cfg: DictConfig) -> Path:
-    """Train one configuration; returns the path of its final checkpoint (``<run_dir>/checkpoints/last.ckpt``)."""
-    L.seed_everything(cfg.seed, workers=True)
-    prepare_logger_environment(OmegaConf.select(cfg, "logger._target_"))
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    module = instantiate(cfg.model, _convert_="all")
-    callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
-    callbacks.append(ModelConfigInCheckpoint(OmegaConf.to_container(cfg.model, resolve=True)))
-    trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    final = Path(str(cfg.run_dir)) / "checkpoints" / "last.ckpt"
-    partial = final.with_name(f".{final.name}.partial")
-    trainer.save_checkpoint(partial)
-    if trainer.is_global_zero:
-        partial.replace(final)
-    trainer.strategy.barrier("final checkpoint")
-    return final
-
-
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    if cfg.model is None or cfg.data is None:
-        print(f"error: choose an experiment, e.g. `python train.py experiment=fast_align` ({EXPERIMENTS})",
-              file=sys.stderr)
-        sys.exit(2)
-    try:
-        stages = stage_configs(cfg)
-        stages, previous = resume_point(stages, cfg.ckpt_path)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    for name, stage in stages:
-        if name:
-            print(f"stage {name!r}: writing to {stage.run_dir}", file=sys.stderr)
-            chain_from(stage, previous)
-        previous = train(stage)
-
+from fastganfit.cli.train import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """Benchmark of the MICC evaluation on CPU: seconds per mesh pair and per template registration.
 
 Run from the repository root: ``.venv/bin/python bench/evaluate.py``. Writes the ``evaluate`` section of
-BENCHMARKS.md. Meshes are procedural sphere heads of realistic size (see fastganfit.evaluation.procedural).
+BENCHMARKS.md. Meshes are procedural sphere heads of realistic size (see fastganfit.evaluation.procedural_meshes).
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 from common import time_call, write_section
 
+from fastganfit.benchmarks.micc import PairError, micc_pair_error
 from fastganfit.evaluation.alignment import similarity_alignment
 from fastganfit.evaluation.closest_point import TriangleMesh
-from fastganfit.evaluation.micc import PairError, micc_pair_error
 from fastganfit.evaluation.nicp import nonrigid_icp
-from fastganfit.evaluation.procedural import (
+from fastganfit.evaluation.procedural_meshes import (
     offset_radially,
     quadrupole_offset,
     random_similarity,

@@ -23,11 +23,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from skimage import data
 
-from fastganfit.fitting.checkpoint import build_fast_ganfit_module
-from fastganfit.fitting.faces import crop_largest_face, module_crop_template
+from fastganfit.fitting.faces import crop_largest_face, graph_crop_template
 from fastganfit.fitting.optimise import refine, regress
 from fastganfit.fitting.settings import FitSettings
 from fastganfit.perception.landmarks import DlibLandmarker
+from fastganfit.regression.checkpoint import build_fast_ganfit_module
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -43,9 +43,9 @@ def configs() -> tuple[dict, FitSettings]:
 def seconds_per_step(module, crops, landmarks, start, settings: FitSettings, stage: str, steps: int) -> float:
     """Wall-clock seconds per optimisation step of one stage (its own steps replaced by ``steps``)."""
     single = FitSettings(tuple(s for s in settings.with_steps({stage: steps}).stages if s.name == stage))
-    refine(module, crops, landmarks, start, single.with_steps({stage: 1}))  # warm-up
+    refine(module.graph, crops, landmarks, start, single.with_steps({stage: 1}))  # warm-up
     started = time.perf_counter()
-    refine(module, crops, landmarks, start, single)
+    refine(module.graph, crops, landmarks, start, single)
     return (time.perf_counter() - started) / steps
 
 
@@ -59,10 +59,10 @@ def main() -> int:
     load = os.getloadavg()[0]
     model_config, refinement = configs()
     module = build_fast_ganfit_module(model_config, device)
-    crop_size = int(module.heatmaps.crop_size)
+    crop_size = module.graph.crop_size
     landmarker = DlibLandmarker()
     photo = data.astronaut()
-    template = module_crop_template(module, crop_size)
+    template = graph_crop_template(module.graph, crop_size)
     detect = time_call(lambda: crop_largest_face(photo, landmarker, template, crop_size, 40), args.repeats)
     face = crop_largest_face(photo, landmarker, template, crop_size, 40)
     crop = torch.from_numpy(np.array(face.crop)).permute(2, 0, 1).float().div(255).to(device)
@@ -86,12 +86,12 @@ def main() -> int:
     default = sum(per_step[stage.name] * stage.steps for stage in refinement.stages)
     plan = " + ".join(f"{stage.steps} {stage.name}" for stage in refinement.stages)
     rows.append(f"| default GANFit++ refinement (conf/fit/refine.yaml: {plan} steps) | 1 | {default:.1f} s/image |")
-    renderer = module.renderer
+    renderer = module.graph.renderer
     body = "\n".join(
         [
             f"Default-size model config: {crop_size}x{crop_size} crops, {renderer.image_size[0]} px renders "
             f"(`{renderer.backend}` backend on `{device.type}`), dlib identity network, "
-            f"{type(module.texture).__name__} texture; the regressor's weights are random (speed does not depend "
+            f"{type(module.graph.texture).__name__} texture; the regressor's weights are random (speed does not depend "
             f"on them). Astronaut photo; median of {args.repeats} runs after a warm-up for detection and regression; "
             f"optimisation timed over {args.steps} steps per stage at batch 1. Load average when the run started: "
             f"{load:.1f} (other jobs on the machine slow these numbers down).",

@@ -12,8 +12,8 @@ import sys
 import torch
 from common import time_call, write_section
 
+from fastganfit.data.random_faces import sample_random_faces
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.random_faces import sample_random_faces
 from fastganfit.render.face_renderer import FaceRenderer
 
 BATCH, SIZE, TEXTURE = 8, 224, 256

@@ -12,7 +12,7 @@ import sys
 import torch
 from common import time_call, write_section
 
-from fastganfit.facemodel.texture_generator import TextureGenerator
+from fastganfit.texture.generator import TextureGenerator
 
 BATCH = 8
 WIDTHS = {"base_channels": 32, "max_channels": 128}

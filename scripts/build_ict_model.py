@@ -18,7 +18,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fastganfit.facemodel.ict_builder import (  # noqa: E402
+from fastganfit.assetbuild.ict import (  # noqa: E402
     NUM_IDENTITY_MODES,
     build_ict_arrays,
     quantisation_error_mm,

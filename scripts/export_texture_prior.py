@@ -21,17 +21,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastganfit.evaluation.texture_statistics import (
+from fastganfit.facemodel.morphable import MorphableModel
+from fastganfit.io.images import save_grid
+from fastganfit.render.face_renderer import FaceRenderer
+from fastganfit.texture.gan_module import TextureGANModule
+from fastganfit.texture.generator import TextureGenerator, default_texture_prior_path
+from fastganfit.texture.procedural import REGION_NAMES, ProceduralTexture
+from fastganfit.texture.statistics import (
     procedural_and_sample_statistics,
     procedural_statistics_errors,
     relative_differences,
 )
-from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.procedural_texture import REGION_NAMES, ProceduralTexture
-from fastganfit.facemodel.texture_generator import TextureGenerator, default_texture_prior_path
-from fastganfit.io.images import save_grid
-from fastganfit.model.texture_gan import TextureGANModule
-from fastganfit.render.face_renderer import FaceRenderer
 
 SELECTION_SEEDS = (11, 12)
 

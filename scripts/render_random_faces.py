@@ -15,10 +15,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from fastganfit.facemodel.lighting import SphericalHarmonicsLighting
-from fastganfit.facemodel.random_faces import sample_random_faces, sample_sh_light
+from fastganfit.data.random_faces import sample_random_faces, sample_sh_light
 from fastganfit.io.images import save_grid
 from fastganfit.io.mesh_export import write_obj
+from fastganfit.render.lighting import SphericalHarmonicsLighting
 
 
 @hydra.main(config_path="../conf", config_name="random_faces", version_base="1.3")

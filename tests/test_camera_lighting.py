@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastganfit.facemodel.camera import LOG_FOCAL, YAW, PerspectiveCamera, euler_to_matrix
-from fastganfit.facemodel.lighting import PhongLighting, SphericalHarmonicsLighting, sh_basis
 from fastganfit.facemodel.morphable import MorphableModel
+from fastganfit.render.camera import LOG_FOCAL, YAW, PerspectiveCamera, euler_to_matrix
+from fastganfit.render.lighting import PhongLighting, SphericalHarmonicsLighting, sh_basis
 
 
 def test_zero_camera_frames_the_face_in_the_crop(ict_model: MorphableModel) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from fastganfit.data.datamodule import FaceAugment, FaceDataModule, collate_faces, flip_face
 from fastganfit.data.face_shards import FaceShardWriter, encode_face_sample
-from fastganfit.data.schema import crop_template
+from fastganfit.perception.crop_template import crop_template
 from fastganfit.perception.landmarks import IBUG68_MIRROR
 
 S = 32

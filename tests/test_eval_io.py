@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from fastganfit.evaluation.landmarks_io import landmark_points, read_ljson, read_picked_points, read_vertex_indices
+from fastganfit.benchmarks.landmarks_io import landmark_points, read_ljson, read_picked_points, read_vertex_indices
 from fastganfit.evaluation.mesh_io import read_mesh, submesh, write_obj
 
 EXAMPLE_LJSON = Path(__file__).resolve().parents[2] / "shared" / "docs" / "micc-landmarks-example.ljson"

@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastganfit.benchmarks.micc import MiccBenchmark, micc_pair_error
+from fastganfit.benchmarks.report import write_report
 from fastganfit.evaluation.closest_point import TriangleMesh
 from fastganfit.evaluation.mesh_io import write_obj
-from fastganfit.evaluation.micc import MiccBenchmark, micc_pair_error
 from fastganfit.evaluation.nicp import nonrigid_icp
-from fastganfit.evaluation.procedural import (
+from fastganfit.evaluation.procedural_meshes import (
     icosphere,
     offset_radially,
     quadrupole_offset,
     random_similarity,
     sphere_head,
 )
-from fastganfit.evaluation.report import write_report
 
 HEAD = sphere_head(radius=80.0, subdivisions=4)
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastganfit.benchmarks.now import IBUG68_TO_NOW, NowBenchmark, now_distances
 from fastganfit.evaluation.mesh_io import write_obj
-from fastganfit.evaluation.now import IBUG68_TO_NOW, NowBenchmark, now_distances
-from fastganfit.evaluation.procedural import offset_radially, quadrupole_offset, random_similarity, sphere_head
+from fastganfit.evaluation.procedural_meshes import offset_radially, quadrupole_offset, random_similarity, sphere_head
 
 HEAD = sphere_head(radius=80.0, subdivisions=4)
 

@@ -16,21 +16,21 @@ from tiny_checkpoint import TINY_MODEL_OVERRIDES
 
 from fastganfit.data.datamodule import FaceDataModule
 from fastganfit.data.synthetic import generate_synthetic_faces
-from fastganfit.facemodel.camera import PerspectiveCamera
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.texture_generator import TextureGenerator
-from fastganfit.model.build import build_fast_ganfit
-from fastganfit.model.fast_ganfit import FastGANFitModule, load_regressor_weights
-from fastganfit.model.landmark_camera import camera_from_landmarks, landmark_residual_features
-from fastganfit.model.losses import GANFitLoss
-from fastganfit.model.lr_schedule import LearningRateSchedule
-from fastganfit.model.vertex_error import similarity_align, vertex_error_mm
 from fastganfit.perception.dlib_resnet import DlibResNet
 from fastganfit.perception.face_chip import DlibChipAligner
 from fastganfit.perception.heatmaps import GaussianHeatmaps
 from fastganfit.perception.identity import IdentityNet
+from fastganfit.reconstruction.landmark_camera import camera_from_landmarks, landmark_residual_features
+from fastganfit.reconstruction.losses import GANFitLoss
+from fastganfit.reconstruction.vertex_error import similarity_align, vertex_error_mm
+from fastganfit.regression.build import build_fast_ganfit
+from fastganfit.regression.lr_schedule import learning_rate_scheduler
+from fastganfit.regression.module import FastGANFitModule, load_regressor_weights
+from fastganfit.render.camera import PerspectiveCamera
 from fastganfit.render.face_renderer import FaceRenderer
-from fastganfit.run_stages import stage_configs
+from fastganfit.texture.generator import TextureGenerator
+from fastganfit.training.stages import stage_configs
 
 CROP = 64
 ALIGN_WEIGHTS = {"landmark": 1.0, "shape": 0.003, "expression": 0.003, "texture": 0.003, "light": 0.003}
@@ -114,7 +114,7 @@ def frozen_state(module: FastGANFitModule) -> dict[str, torch.Tensor]:
     return {
         f"{part}.{name}": value.detach().clone()
         for part in ("model", "texture", "renderer", "identity", "heatmaps")
-        for name, value in getattr(module, part).state_dict().items()
+        for name, value in getattr(module.graph, part).state_dict().items()
     }
 
 
@@ -135,10 +135,10 @@ def assert_frozen_unchanged(module: FastGANFitModule, before: dict[str, torch.Te
     after = frozen_state(module)
     assert after.keys() == before.keys()
     assert all(torch.equal(after[name], value) for name, value in before.items())
-    assert sum(p.numel() for p in module.texture.parameters()) > 0
-    assert sum(p.numel() for p in module.identity.parameters()) > 0
+    assert sum(p.numel() for p in module.graph.texture.parameters()) > 0
+    assert sum(p.numel() for p in module.graph.identity.parameters()) > 0
     for part in ("model", "texture", "renderer", "identity", "heatmaps"):
-        component = getattr(module, part)
+        component = getattr(module.graph, part)
         assert not any(p.requires_grad for p in component.parameters())
         assert not any(m.training for m in component.modules()), part
 
@@ -262,7 +262,7 @@ def test_untrained_module_starts_from_the_landmark_camera(components, shards) ->
         with torch.no_grad():
             result = module.reconstruct(batch["image"], batch["landmarks"])
         assert torch.equal(result.params.shape, torch.zeros_like(result.params.shape))
-        expected = module.landmark_camera(result.landmarks) if landmark_camera else torch.zeros(4, 7)
+        expected = module.graph.landmark_camera(result.landmarks) if landmark_camera else torch.zeros(4, 7)
         assert torch.equal(result.params.camera, expected)
         errors[landmark_camera] = (result.render.landmarks - result.landmarks).norm(dim=-1)[:, 17:].mean()
     assert errors[True] < 2.0 and errors[True] < 0.2 * errors[False], errors  # pixels of the 64 px crop
@@ -289,14 +289,26 @@ def test_similarity_alignment_recovers_transform() -> None:
     assert vertex_error_mm(points, points + torch.tensor([3.0, 4.0, 0.0], dtype=torch.float64)).tolist() == [5.0, 5.0]
 
 
+def scheduled_factors(kind: str, steps: int, **settings: float) -> list[float]:
+    """The multiplier of the base rate at optimiser steps 0 .. steps-1 under :func:`learning_rate_scheduler`."""
+    optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    scheduler = learning_rate_scheduler(optimiser, kind, **settings)
+    factors = []
+    for _ in range(steps):
+        factors.append(optimiser.param_groups[0]["lr"] / 0.5)
+        optimiser.step()
+        scheduler.step()
+    return factors
+
+
 def test_learning_rate_schedules() -> None:
-    cosine = LearningRateSchedule("cosine", total_steps=110, warmup_steps=10, min_factor=0.1)
-    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0) and cosine(10) == pytest.approx(1.0)
-    assert cosine(60) == pytest.approx(0.55) and cosine(110) == pytest.approx(0.1) and cosine(500) == pytest.approx(0.1)
-    step = LearningRateSchedule("step", step_size=5, gamma=0.5)
-    assert [step(t) for t in (0, 4, 5, 10)] == [1.0, 1.0, 0.5, 0.25]
+    cosine = scheduled_factors("cosine", 501, total_steps=110, warmup_steps=10, min_factor=0.1)
+    assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0) and cosine[10] == pytest.approx(1.0)
+    assert cosine[60] == pytest.approx(0.55) and cosine[110] == pytest.approx(0.1) and cosine[500] == pytest.approx(0.1)
+    step = scheduled_factors("step", 11, step_size=5, gamma=0.5)
+    assert [step[t] for t in (0, 4, 5, 10)] == [1.0, 1.0, 0.5, 0.25]
     with pytest.raises(ValueError, match="schedule"):
-        LearningRateSchedule("linear")
+        scheduled_factors("linear", 1)
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,8 +21,7 @@ from PIL import Image
 from skimage import data
 from tiny_checkpoint import TINY_MODEL_OVERRIDES, save_checkpoint, tiny_model_config
 
-from fastganfit.fitting.checkpoint import build_fast_ganfit_module, load_fast_ganfit
-from fastganfit.fitting.faces import crop_largest_face, module_crop_template
+from fastganfit.fitting.faces import crop_largest_face, graph_crop_template
 from fastganfit.fitting.index_page import INT16_STEPS
 from fastganfit.fitting.optimise import (
     fit_from_mean_face,
@@ -30,16 +29,16 @@ from fastganfit.fitting.optimise import (
     refine,
     regress,
     share_subject_groups,
-    sizes_of,
     stage_totals,
 )
 from fastganfit.fitting.pipeline import FitOptions, reconstruct_images
 from fastganfit.fitting.settings import FitSettings, StageSettings
 from fastganfit.io.mesh_export import read_obj
-from fastganfit.model.fast_ganfit import FastGANFitModule
-from fastganfit.model.losses import GANFitLoss
 from fastganfit.params import FaceParams
 from fastganfit.perception.landmarks import DlibLandmarker
+from fastganfit.reconstruction.losses import GANFitLoss
+from fastganfit.regression.checkpoint import build_fast_ganfit_module, load_fast_ganfit
+from fastganfit.regression.module import FastGANFitModule
 
 REPO = Path(__file__).resolve().parent.parent
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
@@ -90,7 +89,7 @@ def landmarker() -> DlibLandmarker:
 @pytest.fixture(scope="module")
 def faces(module: FastGANFitModule, landmarker: DlibLandmarker) -> tuple[torch.Tensor, torch.Tensor]:
     """Aligned 64 px crops ``[2, 3, 64, 64]`` and landmarks ``[2, 68, 2]`` of the astronaut and Grace Hopper."""
-    template = module_crop_template(module, CROP)
+    template = graph_crop_template(module.graph, CROP)
     photos = [data.astronaut(), np.asarray(Image.open(GRACE_HOPPER).convert("RGB"))]
     found = [crop_largest_face(photo, landmarker, template, CROP, 40) for photo in photos]
     crops = torch.stack([torch.from_numpy(np.array(face.crop)) for face in found]).permute(0, 3, 1, 2) / 255.0
@@ -102,9 +101,9 @@ def faces(module: FastGANFitModule, landmarker: DlibLandmarker) -> tuple[torch.T
 
 def test_checkpoint_rebuilds_the_module_with_its_regressor(module: FastGANFitModule, shape_bias: torch.Tensor) -> None:
     assert isinstance(module, FastGANFitModule) and not module.training
-    assert module.render_size == (CROP, CROP) and module.heatmaps.crop_size == CROP
+    assert module.graph.render_size == (CROP, CROP) and module.graph.crop_size == CROP
     assert torch.equal(module.regressor.heads["shape"].bias, shape_bias)
-    assert not any(p.requires_grad for p in module.identity.parameters())
+    assert not any(p.requires_grad for p in module.graph.identity.parameters())
 
 
 def test_checkpoint_errors_name_the_file_and_the_problem(tmp_path: Path) -> None:
@@ -137,7 +136,7 @@ def test_regress_gives_the_checkpoints_regressor_output(module, faces, shape_bia
 def test_refinement_lowers_each_stages_objective_and_only_moves_its_groups(module, faces) -> None:
     crops, landmarks = faces[0][:1], faces[1][:1]
     start = regress(module, crops, landmarks)
-    aligned, history = refine(module, crops, landmarks, start, settings(8, 0))
+    aligned, history = refine(module.graph, crops, landmarks, start, settings(8, 0))
     align = stage_totals(history, "align")
     assert len(align) == 9 and align[-1] < 0.8 * align[0]
     assert [record.step for record in history] == list(range(9))
@@ -146,7 +145,7 @@ def test_refinement_lowers_each_stages_objective_and_only_moves_its_groups(modul
     for group in ("shape", "expression", "camera"):
         assert not torch.equal(getattr(aligned, group), getattr(start, group))
 
-    refined, history = refine(module, crops, landmarks, aligned, settings(0, 5))
+    refined, history = refine(module.graph, crops, landmarks, aligned, settings(0, 5))
     full = stage_totals(history, "full")
     assert len(full) == 6 and full[-1] < full[0]
     assert set(history[0].terms) == {*FULL_LOSS, "total"}
@@ -157,20 +156,21 @@ def test_refinement_lowers_each_stages_objective_and_only_moves_its_groups(modul
 def test_ganfit_starts_from_the_mean_face_seen_by_the_landmark_camera(module, faces) -> None:
     crops, _ = faces
     turned = torch.tensor([[0.15, 0.5, -0.1, 0.0, 0.0, 0.0, 0.0], [0.0, -0.4, 0.1, 0.0, 0.0, 0.0, 0.0]])
-    landmarks = module.renderer.camera.project(module.mean_landmarks.expand(2, -1, -1), turned, module.render_size)
-    start = mean_face_start(module, crops, landmarks[..., :2])
+    graph = module.graph
+    landmarks = graph.renderer.camera.project(graph.mean_landmarks.expand(2, -1, -1), turned, graph.render_size)
+    start = mean_face_start(module.graph, crops, landmarks[..., :2])
     torch.testing.assert_close(start.camera[:, :3], turned[:, :3], atol=0.03, rtol=0)
     for name, tensor in start.items():
         if name != "camera":
             assert not tensor.any(), name
-    zero_camera = FaceParams.zeros(sizes_of(module), 2)
-    _, from_zero = refine(module, crops, landmarks[..., :2], zero_camera, settings(1, 0))
-    _, from_landmarks = refine(module, crops, landmarks[..., :2], start, settings(1, 0))
+    zero_camera = FaceParams.zeros(module.graph.sizes, 2)
+    _, from_zero = refine(module.graph, crops, landmarks[..., :2], zero_camera, settings(1, 0))
+    _, from_landmarks = refine(module.graph, crops, landmarks[..., :2], start, settings(1, 0))
     assert from_landmarks[0].terms["landmark"] < 0.1 * from_zero[0].terms["landmark"]
 
 
 def test_ganfit_from_the_mean_face_fits_the_landmarks(module, faces) -> None:
-    params, history = fit_from_mean_face(module, *faces, settings(10, 0, lr=0.03))
+    params, history = fit_from_mean_face(module.graph, *faces, settings(10, 0, lr=0.03))
     totals = stage_totals(history, "align")
     assert totals[-1] < 0.7 * totals[0]
     assert params.batch_size == 2 and params.shape.abs().sum() > 0
@@ -182,11 +182,11 @@ def test_multi_image_fitting_shares_shape_and_texture_only(module, faces) -> Non
     start = regress(module, crops, landmarks)
     start.texture += torch.tensor([[0.2], [-0.2]])  # different starting textures: sharing must merge them
     quick = settings(2, 2, full_loss=PIXEL_LOSS)  # no identity network: the sharing is what is tested here
-    shared, _ = refine(module, crops, landmarks, start, quick, subjects=torch.tensor([0, 0]))
+    shared, _ = refine(module.graph, crops, landmarks, start, quick, subjects=torch.tensor([0, 0]))
     assert torch.equal(shared.shape[0], shared.shape[1]) and torch.equal(shared.texture[0], shared.texture[1])
     assert not torch.equal(shared.expression[0], shared.expression[1])
     assert not torch.equal(shared.camera[0], shared.camera[1])
-    separate, _ = refine(module, crops, landmarks, start, quick)
+    separate, _ = refine(module.graph, crops, landmarks, start, quick)
     assert not torch.equal(separate.shape[0], separate.shape[1])
     averaged = share_subject_groups(start, torch.tensor([0, 0]))
     assert torch.allclose(averaged.texture, start.texture.mean(0).expand(2, -1))
@@ -197,9 +197,9 @@ def test_refine_rejects_mismatched_inputs(module, faces) -> None:
     crops, landmarks = faces
     start = regress(module, crops, landmarks)
     with pytest.raises(ValueError, match=r"landmarks: expected \[2, 68, 2\]"):
-        refine(module, crops, landmarks[:, :5], start, settings(1, 0))
+        refine(module.graph, crops, landmarks[:, :5], start, settings(1, 0))
     with pytest.raises(ValueError, match=r"subjects: expected indices 0 \.\. S-1"):
-        refine(module, crops, landmarks, start, settings(1, 0), subjects=torch.tensor([0, 2]))
+        refine(module.graph, crops, landmarks, start, settings(1, 0), subjects=torch.tensor([0, 2]))
 
 
 # ---------------------------------------------------------------------------------------------- whole runs
@@ -246,7 +246,13 @@ def run(tmp_path_factory, module, landmarker):
     messages: list[str] = []
     options = FitOptions(progress=False, batch_size=4)
     report = reconstruct_images(
-        [str(root / "photos"), str(root / "missing.jpg")], root / "out", module, landmarker, options, messages.append
+        [str(root / "photos"), str(root / "missing.jpg")],
+        root / "out",
+        module.graph,
+        landmarker,
+        options,
+        messages.append,
+        regressor=module,
     )
     return root, inputs, report, messages
 
@@ -331,7 +337,9 @@ def test_multi_image_run_writes_one_shape_and_texture_per_person(tmp_path, modul
     Image.fromarray(data.astronaut()).save(folder / "front.png")
     Image.fromarray(data.astronaut()[:, ::-1]).save(folder / "mirrored.png")
     options = FitOptions(settings=settings(2, 1, full_loss=PIXEL_LOSS), subjects="all", progress=False)
-    report = reconstruct_images(folder, tmp_path / "out", module, landmarker, options, lambda message: None)
+    report = reconstruct_images(
+        folder, tmp_path / "out", module.graph, landmarker, options, lambda message: None, regressor=module
+    )
     assert len(report.written) == 2 and not report.failed
     front, mirrored = (np.load(tmp_path / "out" / key / "params.npz") for key in ("front", "mirrored"))
     for group in ("shape", "texture"):

@@ -24,7 +24,7 @@ from fastganfit.fitting.pipeline import FitOptions, subject_batches, subject_of
 from fastganfit.fitting.settings import FitSettings, StageSettings
 from fastganfit.io.atomic_folder import atomic_folder
 from fastganfit.io.mesh_export import read_obj, write_obj
-from fastganfit.model.losses import GANFitLoss
+from fastganfit.reconstruction.losses import GANFitLoss
 
 # a unit square in the z = 0 plane, two triangles, UVs at its corners
 SQUARE = MeshTopology(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastganfit.facemodel.ict_builder import build_ict_arrays, quantisation_error_mm, to_storage
+from fastganfit.assetbuild.ict import build_ict_arrays, quantisation_error_mm, to_storage
 from fastganfit.facemodel.morphable import default_ict_path
 
 RAW_KIT = Path(__file__).resolve().parent.parent.parent / "shared" / "assets" / "ict-facekit.tar.xz"

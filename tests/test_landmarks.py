@@ -15,14 +15,14 @@ from PIL import Image
 from skimage import data
 from torch import nn
 
-from fastganfit.data.align import (
+from fastganfit.perception.crop import (
     align_face,
     apply_transform,
     invert_transform,
     similarity_transform,
     warp_image,
 )
-from fastganfit.data.schema import crop_template
+from fastganfit.perception.crop_template import crop_template
 from fastganfit.perception.detection import DlibHOGDetector, box_rectangle, check_image, rectangle_box
 from fastganfit.perception.heatmaps import (
     FANHeatmaps,

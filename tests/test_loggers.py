@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_fast_ganfit import run_train, tiny_train_overrides
 
 from fastganfit.data.synthetic import generate_synthetic_faces
-from fastganfit.model.image_logging import image_folder, log_image_grid
+from fastganfit.io.image_logging import image_folder, log_image_grid
 
 
 def read_events(folder: Path) -> EventAccumulator:

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from fastganfit.facemodel.pca_texture import PCATexture
-from fastganfit.model.losses import (
+from fastganfit.params import FaceParams, ParamSizes
+from fastganfit.perception.identity import IdentityOutput
+from fastganfit.reconstruction.losses import (
     TERMS,
     GANFitLoss,
     composite_over_input,
@@ -26,8 +27,7 @@ from fastganfit.model.losses import (
     shape_regulariser,
     texture_regulariser,
 )
-from fastganfit.params import FaceParams, ParamSizes
-from fastganfit.perception.identity import IdentityOutput
+from fastganfit.texture.pca import PCATexture
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
 

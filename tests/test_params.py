@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastganfit.facemodel.camera import PerspectiveCamera
-from fastganfit.facemodel.lighting import PhongLighting, SphericalHarmonicsLighting
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.pca_texture import PCATexture
 from fastganfit.params import GROUPS, FaceParams, ParamSizes
+from fastganfit.render.camera import PerspectiveCamera
+from fastganfit.render.lighting import PhongLighting, SphericalHarmonicsLighting
+from fastganfit.texture.pca import PCATexture
 
 SIZES = ParamSizes(shape=4, expression=3, texture=5, camera=7, light=10)
 

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import MissingMandatoryValue, OmegaConf
 
-from fastganfit.facemodel.pca_texture import PCATexture, TextureFormatError
+from fastganfit.texture.pca import PCATexture, TextureFormatError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "texture"
 R, K = 4, 3

@@ -14,9 +14,9 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data
 
-from fastganfit.data.align import apply_transform
 from fastganfit.data.face_shards import face_dataset, read_face_manifest
 from fastganfit.data.prepare import PrepareReport, load_rgb, main, prepare_images, sample_key
+from fastganfit.perception.crop import apply_transform
 from fastganfit.perception.landmarks import DlibLandmarker
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fastganfit.facemodel.camera import PITCH, YAW
-from fastganfit.facemodel.lighting import SphericalHarmonicsLighting
+from fastganfit.data.random_faces import sample_random_faces, sample_sh_light
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.random_faces import sample_random_faces, sample_sh_light
 from fastganfit.io.mesh_export import read_obj
+from fastganfit.render.camera import PITCH, YAW
+from fastganfit.render.lighting import SphericalHarmonicsLighting
 
 REPO = Path(__file__).resolve().parent.parent
 

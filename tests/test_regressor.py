@@ -8,15 +8,15 @@ import pytest
 import timm
 import torch
 
-from fastganfit.facemodel.camera import PerspectiveCamera
-from fastganfit.facemodel.lighting import PhongLighting
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.pca_texture import PCATexture
-from fastganfit.model.losses import landmark_loss, pixel_loss
-from fastganfit.model.regressor import IdentityAdapter, Regressor
 from fastganfit.params import GROUPS, FaceParams, ParamSizes
 from fastganfit.perception.heatmaps import gaussian_heatmaps
+from fastganfit.reconstruction.losses import landmark_loss, pixel_loss
+from fastganfit.regression.regressor import IdentityAdapter, Regressor
+from fastganfit.render.camera import PerspectiveCamera
 from fastganfit.render.face_renderer import FaceRenderer
+from fastganfit.render.lighting import PhongLighting
+from fastganfit.texture.pca import PCATexture
 
 SIZES = ParamSizes(shape=6, expression=4, texture=5, camera=7, light=10)
 BACKBONE = "resnet10t"  # the smallest timm ResNet: keeps these tests fast on CPU

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastganfit.facemodel.camera import PITCH, TX, YAW
 from fastganfit.facemodel.morphable import MorphableModel
+from fastganfit.render.camera import PITCH, TX, YAW
 from fastganfit.render.face_renderer import FaceRenderer
 from fastganfit.render.interpolate import interpolate_vertex_attributes
 

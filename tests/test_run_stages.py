@@ -10,9 +10,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from fastganfit.checkpoint_config import CHECKPOINT_CONFIG_KEY
 from fastganfit.data.synthetic import generate_synthetic_faces
-from fastganfit.run_stages import chain_from, resume_point, stage_configs
+from fastganfit.training.checkpoint_config import CHECKPOINT_CONFIG_KEY
+from fastganfit.training.stages import chain_from, resume_point, stage_configs
 
 REPO = Path(__file__).resolve().parent.parent
 

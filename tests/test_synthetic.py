@@ -18,10 +18,10 @@ from fastganfit.data.synthetic import (
     random_background,
     sample_generator,
 )
-from fastganfit.facemodel.camera import PITCH, ROLL, YAW, PerspectiveCamera
-from fastganfit.facemodel.lighting import PhongLighting
-from fastganfit.facemodel.procedural_texture import ProceduralTexture
+from fastganfit.render.camera import PITCH, ROLL, YAW, PerspectiveCamera
 from fastganfit.render.face_renderer import FaceRenderer
+from fastganfit.render.lighting import PhongLighting
+from fastganfit.texture.procedural import ProceduralTexture
 
 SIZE = 64
 SEED = 5

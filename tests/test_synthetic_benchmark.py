@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 from tiny_checkpoint import write_tiny_checkpoint
 
+from fastganfit.benchmarks.figures import cumulative_error_curves, error_colours, error_map_grid
+from fastganfit.benchmarks.micc import micc_pair_error
+from fastganfit.benchmarks.synthetic import SyntheticBenchmark, mean_over_faces
 from fastganfit.data.synthetic import SyntheticFaceSource
-from fastganfit.evaluation.figures import cumulative_error_curves, error_colours, error_map_grid
-from fastganfit.evaluation.micc import micc_pair_error
-from fastganfit.evaluation.synthetic_benchmark import SyntheticBenchmark, mean_over_faces
 from fastganfit.fitting.settings import FitSettings
-from fastganfit.model.losses import GANFitLoss
+from fastganfit.reconstruction.losses import GANFitLoss
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 7

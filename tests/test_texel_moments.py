@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from fastganfit.data.texture_data import TextureDataModule
-from fastganfit.evaluation.texture_statistics import region_colour_statistics
-from fastganfit.model.texel_moments import DataTexelMoments, TexelMomentLoss
-from fastganfit.model.texture_gan import TextureGANModule
+from fastganfit.texture.gan_module import TextureGANModule
+from fastganfit.texture.statistics import region_colour_statistics
+from fastganfit.texture.texel_moments import DataTexelMoments, TexelMomentLoss
 
 TINY = {"resolution": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2, "base_channels": 16, "max_channels": 32}
 TINY_D = {"base_channels": 16, "max_channels": 32}

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from fastganfit.data.texture_data import TextureDataModule
-from fastganfit.facemodel import texture_generator
-from fastganfit.facemodel.procedural_texture import REGION_NAMES, ProceduralTexture
-from fastganfit.facemodel.texture_generator import LATENT_SPACES, TextureGenerator
-from fastganfit.model.discriminator import TextureDiscriminator
-from fastganfit.model.texture_gan import TextureGANModule
+from fastganfit.texture import generator as texture_generator
+from fastganfit.texture.discriminator import TextureDiscriminator
+from fastganfit.texture.gan_module import TextureGANModule
+from fastganfit.texture.generator import LATENT_SPACES, TextureGenerator
+from fastganfit.texture.procedural import REGION_NAMES, ProceduralTexture
 
 TINY = {"resolution": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2, "base_channels": 16, "max_channels": 32}
 

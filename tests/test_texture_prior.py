@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastganfit.evaluation.texture_statistics import (
+from fastganfit.texture.generator import default_texture_prior_path, load_default_texture_prior
+from fastganfit.texture.procedural import REGION_NAMES, ProceduralTexture
+from fastganfit.texture.statistics import (
     procedural_statistics_errors,
     region_colour_statistics,
     relative_differences,
 )
-from fastganfit.facemodel.procedural_texture import REGION_NAMES, ProceduralTexture
-from fastganfit.facemodel.texture_generator import default_texture_prior_path, load_default_texture_prior
 
 SAMPLES = 1024  # sampling noise of a spread estimate ~ 1 / sqrt(2 * SAMPLES): 2 %, well inside the 10 % bar
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fastganfit.data.uv_shards import write_uv_shards
-from fastganfit.facemodel.procedural_texture import ProceduralTexture
+from fastganfit.texture.procedural import ProceduralTexture
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_GAN = [

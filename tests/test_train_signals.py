@@ -15,8 +15,8 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from test_fast_ganfit import adam_steps, run_train, tiny_train_overrides
 
-from fastganfit.checkpoint_on_signal import SIGTERM_EXIT_STATUS, CheckpointOnSignal
 from fastganfit.data.synthetic import generate_synthetic_faces
+from fastganfit.training.signals import SIGTERM_EXIT_STATUS, CheckpointOnSignal
 
 REPO = Path(__file__).resolve().parent.parent
 MANY_STEPS = 1000

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from fastganfit.checkpoint_config import CHECKPOINT_CONFIG_KEY
-from fastganfit.model.fast_ganfit import REGRESSOR_PREFIX, FastGANFitModule
+from fastganfit.regression.module import REGRESSOR_PREFIX, FastGANFitModule
+from fastganfit.training.checkpoint_config import CHECKPOINT_CONFIG_KEY
 
 REPO = Path(__file__).resolve().parent.parent
 #: train.py overrides that shrink a fast_* experiment's model to test size (64 px crops and renders).

@@ -3,7 +3,7 @@
 Each input image is decoded (EXIF orientation applied; grayscale, 16-bit, palette, CMYK and RGBA
 converted to 8-bit RGB, transparency over black), its faces detected with 68 landmarks, the largest
 face aligned onto :func:`~fastganfit.data.schema.crop_template` by a least-squares similarity and
-cropped (:mod:`fastganfit.data.align`). Worker processes decode, detect and align; the main process
+cropped (:mod:`fastganfit.perception.crop`). Worker processes decode, detect and align; the main process
 writes the shards in input order through :class:`~fastganfit.data.face_shards.FaceShardWriter`, so the
 output does not depend on the number of workers. An input that cannot be used is skipped with its
 reason (not an image, unreadable, no face, face too small, ...) and listed in ``manifest.json``; one
@@ -40,10 +40,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from fastganfit.data.align import AlignedFace, align_face
 from fastganfit.data.face_shards import FaceShardWriter
-from fastganfit.data.schema import DEFAULT_CROP_SIZE, crop_template
 from fastganfit.io.cli_args import UsageError, boolean, choice, integer, parse_key_values
+from fastganfit.perception.crop import DEFAULT_CROP_SIZE, AlignedFace, align_face
+from fastganfit.perception.crop_template import crop_template
 from fastganfit.perception.landmarks import (
     FaceDetection,
     Landmarker,

@@ -15,33 +15,14 @@ member                 content
 ``vertices.npy``       synthetic only: ``[V, 3]`` float32 ground-truth vertices in mm, model frame
 =====================  =====================================================================================
 
-Crops are aligned to :func:`crop_template`: the landmarks of the mean face seen by the default camera,
-so an untrained regressor (mean face, zero camera) already overlays an aligned crop.
+Crops are aligned to :func:`fastganfit.perception.crop_template.crop_template`: the landmarks of the mean
+face seen by the default camera, so an untrained regressor (mean face, zero camera) already overlays an aligned crop.
 """
 
 from __future__ import annotations
-
-import torch
-
-from fastganfit.facemodel.camera import PerspectiveCamera
-from fastganfit.facemodel.morphable import MorphableModel
 
 IMAGE_MEMBER = "jpg"
 LANDMARKS_MEMBER = "landmarks.npy"
 METADATA_MEMBER = "json"
 PARAMS_MEMBER = "params.npz"
 VERTICES_MEMBER = "vertices.npy"
-DEFAULT_CROP_SIZE = 224
-
-
-def crop_template(crop_size: int = DEFAULT_CROP_SIZE, model: MorphableModel | None = None,
-                  camera: PerspectiveCamera | None = None) -> torch.Tensor:
-    """The 68 template landmarks ``[68, 2]`` (crop pixels) that aligned crops are warped onto.
-
-    They are the mean face's landmarks projected by the zero-parameter camera into a ``crop_size``
-    square image (defaults: the embedded ICT model and ``PerspectiveCamera()``).
-    """
-    model = model or MorphableModel.ict()
-    camera = camera or PerspectiveCamera()
-    landmarks = model.landmarks(model.mean_vertices(1))
-    return camera.project(landmarks, landmarks.new_zeros(1, camera.num_params), (crop_size, crop_size))[0, :, :2]

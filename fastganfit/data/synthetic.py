@@ -34,15 +34,15 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from fastganfit.data.face_shards import FaceShardWriter, save_face_preview
-from fastganfit.data.schema import DEFAULT_CROP_SIZE
-from fastganfit.facemodel.camera import LOG_FOCAL, TX, TY, TZ, PerspectiveCamera
-from fastganfit.facemodel.lighting import PhongLighting
+from fastganfit.data.random_faces import sample_random_faces
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.procedural_texture import LEFT_EYE, RIGHT_EYE, ProceduralTexture
-from fastganfit.facemodel.random_faces import sample_random_faces
 from fastganfit.io.cli_args import UsageError, boolean, integer, parse_key_values
 from fastganfit.io.images import image_to_uint8
+from fastganfit.perception.crop import DEFAULT_CROP_SIZE
+from fastganfit.render.camera import LOG_FOCAL, TX, TY, TZ, PerspectiveCamera
 from fastganfit.render.face_renderer import FaceRenderer
+from fastganfit.render.lighting import PhongLighting
+from fastganfit.texture.procedural import LEFT_EYE, RIGHT_EYE, ProceduralTexture
 
 INNER_LIPS = list(range(60, 68))
 IDENTITY_TRANSFORM = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]

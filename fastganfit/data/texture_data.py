@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from fastganfit.data.uv_shards import uv_texture_dataset
-from fastganfit.facemodel.procedural_texture import ProceduralTexture
+from fastganfit.texture.procedural import ProceduralTexture
 
 SOURCES = ("procedural", "shards")
 
@@ -41,7 +41,7 @@ class ProceduralTextureStream(IterableDataset):
 
 
 class TextureDataModule(L.LightningDataModule):
-    """UV textures for :class:`~fastganfit.model.texture_gan.TextureGANModule`.
+    """UV textures for :class:`~fastganfit.texture.gan_module.TextureGANModule`.
 
     ``source="procedural"``: :class:`ProceduralTextureStream` at ``resolution``. ``source="shards"``:
     webdataset UV shards at ``urls`` (a list, glob or brace pattern; see ``data/uv_shards.py``),

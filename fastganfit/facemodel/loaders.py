@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fastganfit.facemodel.ict_builder import PIVOT_DEPTH_BEHIND_LANDMARKS_MM, symmetry_map
+from fastganfit.facemodel.geometry import PIVOT_DEPTH_BEHIND_LANDMARKS_MM, symmetry_map
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.io.mesh_export import read_obj
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from fastganfit.data.prepare import align_largest_face
-from fastganfit.data.schema import crop_template
-from fastganfit.model.fast_ganfit import FastGANFitModule
+from fastganfit.perception.crop_template import crop_template
 from fastganfit.perception.landmarks import Landmarker
+from fastganfit.reconstruction.graph import FaceReconstructionGraph
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class FaceCrop:
     notes: tuple[str, ...]
 
 
-def module_crop_template(module: FastGANFitModule, crop_size: int) -> np.ndarray:
-    """``[68, 2]`` template of a module's crops: its mean face seen by its camera at zero (``crop_template``)."""
-    model, camera = module.model, module.renderer.camera
+def graph_crop_template(graph: FaceReconstructionGraph, crop_size: int) -> np.ndarray:
+    """``[68, 2]`` template of a graph's crops: its mean face seen by its camera at zero (``crop_template``)."""
+    model, camera = graph.model, graph.renderer.camera
     with torch.no_grad():
         return crop_template(crop_size, model, camera).detach().double().cpu().numpy()
 

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from fastganfit.fitting.graph import fit_target, objective, render_params
 from fastganfit.fitting.settings import FitSettings
-from fastganfit.model.fast_ganfit import FastGANFitModule
-from fastganfit.params import FaceParams, ParamSizes
+from fastganfit.params import FaceParams
+from fastganfit.reconstruction.graph import FaceReconstructionGraph
+from fastganfit.regression.module import FastGANFitModule
 
 #: Groups a subject's images share in multi-image fitting; expression, camera and light stay per image.
 SHARED_GROUPS: tuple[str, ...] = ("shape", "texture")
@@ -42,12 +42,6 @@ class ObjectiveRecord:
 def stage_totals(history: Sequence[ObjectiveRecord], stage: str) -> list[float]:
     """The totals of one stage in step order (the last one after the stage's final update)."""
     return [record.total for record in history if record.stage == stage]
-
-
-def sizes_of(module: FastGANFitModule) -> ParamSizes:
-    """FaceParams sizes of a module's components."""
-    renderer = module.renderer
-    return ParamSizes.from_models(module.model, module.texture, renderer.camera, renderer.lighting)
 
 
 @torch.no_grad()
@@ -114,7 +108,7 @@ def check_inputs(crops: Tensor, landmarks: Tensor, params: FaceParams, subjects:
 
 
 def refine(
-    module: FastGANFitModule,
+    graph: FaceReconstructionGraph,
     crops: Tensor,
     landmarks: Tensor,
     initial_params: FaceParams,
@@ -122,7 +116,7 @@ def refine(
     subjects: Tensor | None = None,
     progress: bool = False,
 ) -> tuple[FaceParams, list[ObjectiveRecord]]:
-    """Optimise FaceParams from ``initial_params`` (batch B) through GANFit's objective, stage by stage.
+    """Optimise FaceParams from ``initial_params`` (batch B) through ``graph`` and GANFit's objective, stage by stage.
 
     GANFit++ refinement when ``initial_params`` come from :func:`regress`; GANFit when they are zeros (see
     :func:`fit_from_mean_face`). Each stage runs Adam over its groups for its steps, minimising its loss
@@ -134,7 +128,7 @@ def refine(
     """
     check_inputs(crops, landmarks, initial_params, subjects)
     initial_params = initial_params.to(crops.device)
-    target = fit_target(module, crops, landmarks)
+    target = graph.target(crops, landmarks)
     leaves = FitParameters(initial_params, None if subjects is None else subjects.to(crops.device))
     history: list[ObjectiveRecord] = []
     for stage in settings.stages:
@@ -154,7 +148,7 @@ def refine(
         )
         for step in bar:
             optimiser.zero_grad(set_to_none=True)
-            total, terms = objective(module, render_params(module, target, leaves.params()), stage.loss)
+            total, terms = graph.objective(graph.render(leaves.params(), target), stage.loss)
             if not torch.isfinite(total):
                 raise FloatingPointError(f"fit stage {stage.name!r}: the objective is {float(total)} at step {step}")
             total.backward()
@@ -162,14 +156,14 @@ def refine(
             history.append(ObjectiveRecord(stage.name, step, {name: float(value) for name, value in terms.items()}))
             bar.set_postfix(total=f"{float(total.detach()):.4f}", refresh=False)
         with torch.no_grad():
-            _, terms = objective(module, render_params(module, target, leaves.params()), stage.loss)
+            _, terms = graph.objective(graph.render(leaves.params(), target), stage.loss)
         history.append(ObjectiveRecord(stage.name, stage.steps, {name: float(value) for name, value in terms.items()}))
     leaves.optimise_only(())
     return leaves.params().detach(), history
 
 
 def fit_from_mean_face(
-    module: FastGANFitModule,
+    graph: FaceReconstructionGraph,
     crops: Tensor,
     landmarks: Tensor,
     settings: FitSettings,
@@ -177,15 +171,15 @@ def fit_from_mean_face(
     progress: bool = False,
 ) -> tuple[FaceParams, list[ObjectiveRecord]]:
     """GANFit: :func:`refine` starting from the mean face, mean texture and default light, seen by the camera
-    that projects the mean face's landmarks onto ``landmarks`` (:meth:`FastGANFitModule.landmark_camera`)."""
-    start = mean_face_start(module, crops, landmarks)
-    return refine(module, crops, landmarks, start, settings, subjects, progress)
+    that projects the mean face's landmarks onto ``landmarks`` (:meth:`FaceReconstructionGraph.landmark_camera`)."""
+    start = mean_face_start(graph, crops, landmarks)
+    return refine(graph, crops, landmarks, start, settings, subjects, progress)
 
 
 @torch.no_grad()
-def mean_face_start(module: FastGANFitModule, crops: Tensor, landmarks: Tensor) -> FaceParams:
+def mean_face_start(graph: FaceReconstructionGraph, crops: Tensor, landmarks: Tensor) -> FaceParams:
     """All-zero FaceParams (batch B) except the camera ``[B, 7]``: the closed-form landmark camera of
     ``crops [B, 3, S, S]`` with ``landmarks [B, 68, 2]``."""
-    start = FaceParams.zeros(sizes_of(module), crops.shape[0], device=crops.device, dtype=crops.dtype)
-    _, render_landmarks = module.to_render_frame(crops, landmarks)
-    return replace(start, camera=module.landmark_camera(render_landmarks))
+    start = FaceParams.zeros(graph.sizes, crops.shape[0], device=crops.device, dtype=crops.dtype)
+    _, render_landmarks = graph.to_render_frame(crops, landmarks)
+    return replace(start, camera=graph.landmark_camera(render_landmarks))

@@ -21,10 +21,10 @@ import torch
 from tqdm import tqdm
 
 from fastganfit.data.prepare import UnusableInputError
-from fastganfit.fitting.faces import FaceCrop, crop_largest_face, module_crop_template
+from fastganfit.fitting.faces import FaceCrop, crop_largest_face, graph_crop_template
 from fastganfit.fitting.index_page import IndexEntry, IndexPage, write_index
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
-from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups, sizes_of
+from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
 from fastganfit.fitting.overlay import paste_render
 from fastganfit.fitting.photos import Photo, load_photo
@@ -32,9 +32,10 @@ from fastganfit.fitting.report_image import report_images
 from fastganfit.fitting.settings import FitSettings
 from fastganfit.fitting.views import FaceViews, ViewRenderer
 from fastganfit.io.images import image_to_uint8, png_bytes
-from fastganfit.model.fast_ganfit import FastGANFitModule
 from fastganfit.params import FaceParams
 from fastganfit.perception.landmarks import Landmarker
+from fastganfit.reconstruction.graph import FaceReconstructionGraph
+from fastganfit.regression.module import FastGANFitModule
 
 STARTS = ("regressor", "mean_face")
 GROUPINGS = ("none", "all", "folder")
@@ -44,7 +45,7 @@ GROUPINGS = ("none", "all", "folder")
 class FitOptions:
     """How to reconstruct.
 
-    ``start``: ``regressor`` (the module's trained regressor) or ``mean_face`` (all-zero FaceParams: GANFit).
+    ``start``: ``regressor`` (a trained FastGANFitModule's regressor) or ``mean_face`` (all-zero FaceParams: GANFit).
     ``settings``: the optimisation after the start (GANFit++ refinement, or GANFit), ``None`` for none.
     ``subjects``: ``none`` (every image alone), ``all`` (every image shows one person) or ``folder`` (the
     images of one folder show one person): a person's images share shape and texture latent.
@@ -156,9 +157,9 @@ def subject_of(item: InputImage, grouping: str) -> str:
     return item.key
 
 
-def mesh_topology(module: FastGANFitModule) -> MeshTopology:
+def mesh_topology(graph: FaceReconstructionGraph) -> MeshTopology:
     """The face model's triangles and UV layout as numpy arrays."""
-    model = module.model
+    model = graph.model
     return MeshTopology(
         model.faces.detach().cpu().numpy(), model.uvs.detach().cpu().numpy(), model.face_uvs.detach().cpu().numpy()
     )
@@ -175,16 +176,19 @@ def stage_summary(history: Sequence[ObjectiveRecord]) -> dict[str, dict[str, Any
 
 
 class Reconstructor:
-    """Runs :func:`reconstruct_images`' steps for one module, landmarker and set of options."""
+    """Runs :func:`reconstruct_images`' steps for one graph (and regressor), landmarker and set of options."""
 
-    def __init__(self, module: FastGANFitModule, landmarker: Landmarker, options: FitOptions,
-                 log: Callable[[str], None]) -> None:  # fmt: skip
-        self.module, self.landmarker, self.options, self.log = module, landmarker, options, log
-        self.crop_size = int(module.heatmaps.crop_size)
-        self.template = module_crop_template(module, self.crop_size)
-        self.views = ViewRenderer(module, self.crop_size)
-        self.topology = mesh_topology(module)
-        self.device = module.model.mean.device
+    def __init__(self, graph: FaceReconstructionGraph, landmarker: Landmarker, options: FitOptions,
+                 log: Callable[[str], None], regressor: FastGANFitModule | None = None) -> None:  # fmt: skip
+        if options.start == "regressor" and regressor is None:
+            raise ValueError("start=regressor needs a trained FastGANFitModule (fit.py ckpt=...)")
+        self.graph, self.regressor = graph, regressor
+        self.landmarker, self.options, self.log = landmarker, options, log
+        self.crop_size = graph.crop_size
+        self.template = graph_crop_template(graph, self.crop_size)
+        self.views = ViewRenderer(graph, self.crop_size)
+        self.topology = mesh_topology(graph)
+        self.device = graph.device
 
     def fail(self, outcome: ImageOutcome, reason: str) -> None:
         """Record and print one input's failure."""
@@ -217,13 +221,13 @@ class Reconstructor:
         subjects = torch.tensor([labels[image.subject] for image in batch], device=self.device)
         shared = self.options.subjects != "none"
         if self.options.start == "regressor":
-            params = regress(self.module, crops, landmarks)
+            params = regress(self.regressor, crops, landmarks)
         else:
-            params = FaceParams.zeros(sizes_of(self.module), len(batch), device=self.device)
+            params = FaceParams.zeros(self.graph.sizes, len(batch), device=self.device)
         history: list[ObjectiveRecord] = []
         if self.options.settings is not None:
             params, history = refine(
-                self.module, crops, landmarks, params, self.options.settings, subjects if shared else None,
+                self.graph, crops, landmarks, params, self.options.settings, subjects if shared else None,
                 progress=self.options.progress,
             )  # fmt: skip
         elif shared:
@@ -272,21 +276,23 @@ class Reconstructor:
 def reconstruct_images(
     image: str | os.PathLike | Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
-    module: FastGANFitModule,
+    graph: FaceReconstructionGraph,
     landmarker: Landmarker,
     options: FitOptions,
     log: Callable[[str], None] = default_log,
     title: str = "fastganfit reconstructions",
+    regressor: FastGANFitModule | None = None,
 ) -> FitReport:
     """Reconstruct every image of ``image`` (a file, folder, glob or list) into ``output_dir/<key>/``.
 
-    ``module`` gives the frozen components (and the regressor when ``options.start == "regressor"``) on its
-    device; ``landmarker`` finds faces and their 68 landmarks. Writes ``index.html`` for a folder, glob or list.
+    ``graph`` gives the frozen components on its device, ``regressor`` the trained module when
+    ``options.start == "regressor"``; ``landmarker`` finds faces and their 68 landmarks. Writes ``index.html``
+    for a folder, glob or list.
     """
     started = time.perf_counter()
     output = Path(output_dir)
     resolved = resolve_inputs(image)
-    runner = Reconstructor(module, landmarker, options, log)
+    runner = Reconstructor(graph, landmarker, options, log, regressor)
     outcomes: list[ImageOutcome] = []
     for problem in resolved.failed:
         outcome = ImageOutcome(problem.source)

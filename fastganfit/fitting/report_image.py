@@ -9,7 +9,7 @@ from torchvision.utils import make_grid
 
 from fastganfit.fitting.views import FaceViews
 from fastganfit.io.images import image_to_uint8
-from fastganfit.model.reconstruction_panels import reconstruction_panels
+from fastganfit.reconstruction.panels import reconstruction_panels
 
 REPORT_PANELS = ("input", "render", "overlay", "texture", "side view")
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastganfit.model.losses import GANFitLoss
 from fastganfit.params import GROUPS
+from fastganfit.reconstruction.losses import GANFitLoss
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fastganfit.facemodel.camera import LOG_FOCAL, YAW
-from fastganfit.facemodel.lighting import PhongLighting
-from fastganfit.model.fast_ganfit import FastGANFitModule
 from fastganfit.params import FaceParams
+from fastganfit.reconstruction.graph import FaceReconstructionGraph
+from fastganfit.render.camera import LOG_FOCAL, YAW
 from fastganfit.render.face_renderer import FaceRenderer
+from fastganfit.render.lighting import PhongLighting
 
 #: Phong parameters of the shaded view: ambient 0.45, white light 0.65 from the upper right front, a faint highlight.
 SHADED_LIGHT = (-0.55, -0.55, -0.55, 0.65, 0.65, 0.65, 0.45, 0.55, 0.0, 0.08)
@@ -46,9 +46,9 @@ class ViewRenderer:
     ``side_yaw_degrees`` (positive: the nose turns to the image's right)."""
 
     def __init__(
-        self, module: FastGANFitModule, size: int, margin: float = 1.6, side_yaw_degrees: float = 60.0
+        self, graph: FaceReconstructionGraph, size: int, margin: float = 1.6, side_yaw_degrees: float = 60.0
     ) -> None:
-        base = module.renderer
+        base = graph.renderer
         self.wide_size = round(size * margin)
 
         def renderer(lighting: torch.nn.Module, image_size: int) -> FaceRenderer:
@@ -57,7 +57,7 @@ class ViewRenderer:
                 image_size=image_size, backend=base.backend, visibility_tolerance_mm=base.visibility_tolerance_mm,
             ).to(base.faces.device)  # fmt: skip
 
-        self.module = module
+        self.graph = graph
         self.over_crop = renderer(base.lighting, size)
         self.over_wide = renderer(base.lighting, self.wide_size)
         self.shaded = renderer(PhongLighting(), size)
@@ -69,9 +69,9 @@ class ViewRenderer:
         """Views of ``params`` (batch B) fitted to ``crops [B, 3, S, S]`` (S = the view size)."""
         if tuple(crops.shape[-2:]) != (self.size, self.size):
             raise ValueError(f"crops: expected [B, 3, {self.size}, {self.size}], got {list(crops.shape)}")
-        module = self.module
-        vertices = module.model(params.shape, params.expression)
-        texture = module.texture(params.texture).clamp(0, 1)
+        graph = self.graph
+        vertices = graph.model(params.shape, params.expression)
+        texture = graph.texture(params.texture).clamp(0, 1)
         over = self.over_crop(vertices, texture, params.camera, params.light, background=crops)
         # the same pixel size over a wider image: focal (in units of half the image side) scaled by S / W
         wide_camera = params.camera.clone()

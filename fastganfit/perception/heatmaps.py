@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fastganfit.data.align import invert_transform
+from fastganfit.perception.crop import DEFAULT_CROP_SIZE, invert_transform
 from fastganfit.perception.face_chip import sample_chips
 from fastganfit.perception.landmarks import (
     FAN_INPUT_SIZE,
@@ -32,7 +32,6 @@ from fastganfit.perception.landmarks import (
     load_fan,
 )
 
-DEFAULT_CROP_SIZE = 224
 DEFAULT_HEATMAP_SIZE = 64
 
 
@@ -130,7 +129,7 @@ class FANHeatmaps(HeatmapSource):
         super().__init__(crop_size, heatmap_size)
         self.predictor = predictor if predictor is not None else FANPredictor(load_fan(weights), flip)
         if template is None:
-            from fastganfit.data.schema import crop_template  # the face model is loaded only when needed
+            from fastganfit.perception.crop_template import crop_template  # the face model is loaded only when needed
 
             template = crop_template(crop_size)
         points = template.detach().cpu().double().numpy() if isinstance(template, Tensor) else np.asarray(template)

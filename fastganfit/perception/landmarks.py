@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fastganfit.data.align import apply_transform, invert_transform, warp_image
+from fastganfit.perception.crop import apply_transform, invert_transform, warp_image
 from fastganfit.perception.detection import (
     FaceBox,
     FaceDetector,

@@ -8,15 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastganfit.facemodel.camera import PerspectiveCamera
-from fastganfit.facemodel.lighting import PhongLighting, SphericalHarmonicsLighting
 from fastganfit.facemodel.morphable import MorphableModel
+from fastganfit.render.camera import PerspectiveCamera
 from fastganfit.render.interpolate import (
     Fragments,
     compute_fragments,
     interpolate_corner_attributes,
     interpolate_vertex_attributes,
 )
+from fastganfit.render.lighting import PhongLighting, SphericalHarmonicsLighting
 from fastganfit.render.rasterizer import select_backend
 
 Lighting = PhongLighting | SphericalHarmonicsLighting

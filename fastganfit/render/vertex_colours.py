@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fastganfit.facemodel.camera import PerspectiveCamera
+from fastganfit.render.camera import PerspectiveCamera
 from fastganfit.render.face_renderer import vertex_normals
 from fastganfit.render.interpolate import compute_fragments, interpolate_vertex_attributes
 from fastganfit.render.rasterizer import select_backend

@@ -6,14 +6,14 @@ from typing import Any
 
 import lightning as L
 
-CHECKPOINT_CONFIG_KEY = "fastganfit"
+from fastganfit.regression.checkpoint import CHECKPOINT_CONFIG_KEY
 
 
 class ModelConfigInCheckpoint(L.Callback):
     """Stores ``model_config`` (the resolved ``model`` config train.py instantiated, a plain dict with its
     ``_target_`` keys) in each checkpoint as ``checkpoint["fastganfit"]["model"]``.
 
-    Checkpoints of :class:`~fastganfit.model.fast_ganfit.FastGANFitModule` hold the regressor's weights only;
+    Checkpoints of :class:`~fastganfit.regression.module.FastGANFitModule` hold the regressor's weights only;
     with this config, ``fit.py`` rebuilds the frozen components (face model, texture model, renderer,
     identity network, heatmaps) exactly as the run used them.
     """

@@ -6,7 +6,7 @@ the shape coefficients (whose modes include scale, rotation and translation of t
 
 Method: scaled orthographic projection fitted by least squares and made orthonormal (SVD), then a few
 POSIT-style iterations that rescale each landmark by its perspective depth. The result is returned in
-:class:`~fastganfit.facemodel.camera.PerspectiveCamera` parameters: pitch, yaw, roll, tx, ty, ``tz = 0`` (a face
+:class:`~fastganfit.render.camera.PerspectiveCamera` parameters: pitch, yaw, roll, tx, ty, ``tz = 0`` (a face
 farther away and a longer focal length look alike: the scale goes into ``log_focal``) and log_focal.
 """
 
@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from fastganfit.facemodel.camera import PerspectiveCamera
+from fastganfit.render.camera import PerspectiveCamera
 
 JAW_CONTOUR_COUNT = 17  # iBUG-68 indices 0..16 follow the silhouette, not fixed points of the face
 POSIT_ITERATIONS = 3
@@ -25,7 +25,7 @@ POSIT_ITERATIONS = 3
 
 def _euler_from_matrix(rotation: Tensor) -> Tensor:
     """``[B, 3, 3]`` -> ``[B, 3]`` pitch, yaw, roll with ``R = Rz(roll) Ry(yaw) Rx(pitch)`` (inverse of
-    :func:`fastganfit.facemodel.camera.euler_to_matrix` for ``|yaw| < 90`` degrees)."""
+    :func:`fastganfit.render.camera.euler_to_matrix` for ``|yaw| < 90`` degrees)."""
     pitch = torch.atan2(rotation[:, 2, 1], rotation[:, 2, 2])
     yaw = torch.atan2(-rotation[:, 2, 0], torch.linalg.vector_norm(rotation[:, 2, 1:], dim=1))
     roll = torch.atan2(rotation[:, 1, 0], rotation[:, 0, 0])

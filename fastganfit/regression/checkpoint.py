@@ -16,8 +16,37 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from fastganfit.checkpoint_config import CHECKPOINT_CONFIG_KEY
-from fastganfit.model.fast_ganfit import FastGANFitModule, load_regressor_weights
+from fastganfit.regression.module import FastGANFitModule, load_regressor_weights
+
+#: Where train.py stores the resolved model config inside a checkpoint.
+CHECKPOINT_CONFIG_KEY = "fastganfit"
+#: Modules renamed by the package reorganisation (docs/architecture.md): checkpoints written before it name the
+#: old ones in their ``_target_`` keys.
+RENAMED_MODULES = {
+    "fastganfit.model.build": "fastganfit.regression.build",
+    "fastganfit.model.losses": "fastganfit.reconstruction.losses",
+    "fastganfit.facemodel.camera": "fastganfit.render.camera",
+    "fastganfit.facemodel.lighting": "fastganfit.render.lighting",
+    "fastganfit.facemodel.texture_generator": "fastganfit.texture.generator",
+    "fastganfit.facemodel.procedural_texture": "fastganfit.texture.procedural",
+    "fastganfit.facemodel.pca_texture": "fastganfit.texture.pca",
+}
+
+
+def renamed_targets(config: Any) -> Any:
+    """``config`` (nested dicts and lists) with ``_target_`` values of :data:`RENAMED_MODULES` updated."""
+    if isinstance(config, list):
+        return [renamed_targets(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    updated = {key: renamed_targets(value) for key, value in config.items()}
+    target = updated.get("_target_")
+    if isinstance(target, str):
+        module, _, name = target.rpartition(".")
+        for old, new in RENAMED_MODULES.items():
+            if module == old or module.startswith(old + "."):
+                updated["_target_"] = f"{new}{module[len(old):]}.{name}"
+    return updated
 
 
 def build_fast_ganfit_module(model_config: Mapping[str, Any], device: torch.device | str = "cpu") -> FastGANFitModule:
@@ -56,7 +85,7 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     config = stored.get("model")
     if not isinstance(config, dict) or "_target_" not in config:
         raise ValueError(f"checkpoint {path} has no model config ('{CHECKPOINT_CONFIG_KEY}.model' with a _target_)")
-    return config
+    return renamed_targets(config)
 
 
 def load_fast_ganfit(path: str | Path, device: torch.device | str = "cpu") -> FastGANFitModule:

@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.model.fast_ganfit import FastGANFitModule
-from fastganfit.model.landmark_camera import landmark_feature_count
-from fastganfit.model.losses import GANFitLoss
-from fastganfit.model.regressor import Regressor
-from fastganfit.params import ParamSizes
 from fastganfit.perception.heatmaps import HeatmapSource
 from fastganfit.perception.identity import IdentityNet
 from fastganfit.perception.landmarks import NUM_LANDMARKS
+from fastganfit.reconstruction.graph import FaceReconstructionGraph
+from fastganfit.reconstruction.landmark_camera import landmark_feature_count
+from fastganfit.reconstruction.losses import GANFitLoss
+from fastganfit.regression.module import FastGANFitModule
+from fastganfit.regression.regressor import Regressor
 from fastganfit.render.face_renderer import FaceRenderer
 
 
@@ -40,7 +40,8 @@ def build_fast_ganfit(
     loss: GANFitLoss,
     **module_kwargs: Any,
 ) -> FastGANFitModule:
-    """A :class:`FastGANFitModule` whose :class:`Regressor` is sized from the components.
+    """A :class:`FastGANFitModule` over the components' :class:`FaceReconstructionGraph`, with a
+    :class:`Regressor` sized from the components.
 
     ``renderer``: a FaceRenderer, or a callable building one for ``model`` (e.g. a partial of
     :meth:`FaceRenderer.from_model`). ``regressor``: keyword arguments of :class:`Regressor` other than
@@ -50,19 +51,18 @@ def build_fast_ganfit(
     (:meth:`FastGANFitModule.landmark_features`). ``module_kwargs`` go to :class:`FastGANFitModule` (phase,
     optimiser, ...).
     """
-    if not isinstance(renderer, FaceRenderer):
-        renderer = renderer(model)
+    graph = FaceReconstructionGraph.from_components(model, texture, renderer, identity, heatmaps)
     reserved = sorted({"sizes", "identity_channels", "heatmap_channels", "landmark_features"} & set(regressor))
     if reserved:
         raise ValueError(f"build_fast_ganfit: regressor settings {reserved} are read from the components; remove them")
     settings = dict(regressor)
     landmark_input = bool(settings.pop("landmark_input", False))
-    sizes = ParamSizes.from_models(model, texture, renderer.camera, renderer.lighting)
+    camera_params = graph.renderer.camera.num_params
     network = Regressor(
-        sizes,
+        graph.sizes,
         identity_channels=identity_activation_channels(identity),
         heatmap_channels=NUM_LANDMARKS,
-        landmark_features=landmark_feature_count(NUM_LANDMARKS, renderer.camera.num_params) if landmark_input else 0,
+        landmark_features=landmark_feature_count(NUM_LANDMARKS, camera_params) if landmark_input else 0,
         **settings,
     )
-    return FastGANFitModule(model, texture, renderer, identity, heatmaps, network, loss, **module_kwargs)
+    return FastGANFitModule(graph, network, loss, **module_kwargs)

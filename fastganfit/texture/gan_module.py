@@ -10,11 +10,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from fastganfit.facemodel.texture_generator import TextureGenerator
 from fastganfit.io.atomic import atomic_write
-from fastganfit.model.discriminator import TextureDiscriminator
-from fastganfit.model.image_logging import image_folder, log_image_grid
-from fastganfit.model.texel_moments import TexelMomentLoss
+from fastganfit.io.image_logging import image_folder, log_image_grid
+from fastganfit.texture.discriminator import TextureDiscriminator
+from fastganfit.texture.generator import TextureGenerator
+from fastganfit.texture.texel_moments import TexelMomentLoss
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ class TextureGANModule(L.LightningModule):
     (D, then G) per iteration.
 
     ``moment_weight > 0`` adds to G's loss the per-texel colour-moment term of
-    :class:`~fastganfit.model.texel_moments.TexelMomentLoss` (batches of at least 4).
+    :class:`~fastganfit.texture.texel_moments.TexelMomentLoss` (batches of at least 4).
     ``init_generator`` starts G and its EMA from an exported generator checkpoint (continue training a
     prior with a fresh discriminator); its settings must equal ``generator``'s.
     """

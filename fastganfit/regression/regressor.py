@@ -122,7 +122,7 @@ class Regressor(nn.Module):
     ``"groupnorm1"`` (per sample: the same in training and evaluation at any batch size), or ``None`` for the
     model's own (batch norm for ResNets). ``landmark_features``: width of an optional landmark feature vector
     fed to the fusion MLP next to the branches (0: none; see
-    :func:`fastganfit.model.landmark_camera.landmark_residual_features`). At least one of the three inputs is
+    :func:`fastganfit.reconstruction.landmark_camera.landmark_residual_features`). At least one of the three inputs is
     needed. ``hidden`` and ``feature_dim``: widths of the fusion MLP's two layers. ``output_scales``: an
     optional multiplier per group, one number for the whole group or one per coordinate (e.g.
     ``{"expression": 0.2, "camera": [0.05, 0.05, 0.05, 0.5, 0.5, 0.5, 0.05]}``), default 1; see

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from fastganfit.facemodel.procedural_texture import ProceduralTexture
+from fastganfit.texture.procedural import ProceduralTexture
 
 
 def region_colour_statistics(textures: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

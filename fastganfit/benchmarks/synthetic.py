@@ -3,7 +3,7 @@
 A fixed-seed set of faces from the synthetic generator (:class:`~fastganfit.data.synthetic.SyntheticFaceSource`,
 a seed kept apart from the training and validation sets) is reconstructed by each method: the mean face
 (the baseline), the checkpoint's regressor, and the regressor followed by GANFit++ refinement. Each
-reconstruction is scored with the MICC protocol's error (:func:`~fastganfit.evaluation.micc.micc_pair_error`:
+reconstruction is scored with the MICC protocol's error (:func:`~fastganfit.benchmarks.micc.micc_pair_error`:
 similarity alignment on the 68 landmarks, crop to ``crop_radius`` mm around the ground truth's nose tip,
 similarity ICP, symmetric mean point-to-surface distance in mm), so the numbers read like MICC numbers.
 
@@ -23,15 +23,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fastganfit.benchmarks.figures import cumulative_error_curves, error_colours, error_map_grid
+from fastganfit.benchmarks.micc import NOSE_TIP, micc_pair_error
+from fastganfit.benchmarks.report import EvaluationReport
 from fastganfit.data.synthetic import SyntheticFaceSource
 from fastganfit.evaluation.closest_point import TriangleMesh
-from fastganfit.evaluation.figures import cumulative_error_curves, error_colours, error_map_grid
-from fastganfit.evaluation.micc import NOSE_TIP, micc_pair_error
-from fastganfit.evaluation.report import EvaluationReport
-from fastganfit.fitting.checkpoint import load_fast_ganfit
 from fastganfit.fitting.optimise import refine, regress
 from fastganfit.fitting.settings import FitSettings
-from fastganfit.model.fast_ganfit import FastGANFitModule
+from fastganfit.regression.checkpoint import load_fast_ganfit
+from fastganfit.regression.module import FastGANFitModule
 from fastganfit.render.vertex_colours import render_vertex_colours
 
 #: Seed of the held-out set; training uses 0 and validation 1 (conf/data/synthetic.yaml).
@@ -62,19 +62,19 @@ def reconstruction_methods(module: FastGANFitModule, refine_settings: FitSetting
     """The methods compared, name -> ``(crops [B, 3, S, S], landmarks [B, 68, 2]) -> vertices [B, V, 3]``."""
 
     def mean_face(crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        return module.model.mean_vertices(crops.shape[0]).to(crops)
+        return module.graph.model.mean_vertices(crops.shape[0]).to(crops)
 
     def regression(crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         params = regress(module, crops, landmarks)
-        return module.model(params.shape, params.expression)
+        return module.graph.model(params.shape, params.expression)
 
     methods: dict[str, Method] = {"mean face": mean_face, "regression": regression}
     if refine_settings is not None:
 
         def refined(crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-            params, _ = refine(module, crops, landmarks, regress(module, crops, landmarks), refine_settings)
+            params, _ = refine(module.graph, crops, landmarks, regress(module, crops, landmarks), refine_settings)
             with torch.no_grad():
-                return module.model(params.shape, params.expression)
+                return module.graph.model(params.shape, params.expression)
 
         methods["regression + GANFit++"] = refined
     return methods
@@ -129,9 +129,9 @@ class SyntheticBenchmark:
         """Reconstruct the held-out faces with every method, score them, and build the report with its figures."""
         module = load_fast_ganfit(self.ckpt, self.device)
         methods = reconstruction_methods(module, self.refine_settings)
-        source = SyntheticFaceSource(self.seed, module.heatmaps.crop_size)
+        source = SyntheticFaceSource(self.seed, module.graph.crop_size)
         gt_faces = source.model.faces.numpy()
-        faces = module.model.faces.numpy()
+        faces = module.graph.model.faces.numpy()
         results: dict[str, list[tuple[float, np.ndarray]]] = {name: [] for name in methods}
         inputs, shown = [], {name: [] for name in methods}
         bar = tqdm(total=self.n, desc="synthetic benchmark", unit="face", file=sys.stderr, disable=not self.progress)
@@ -141,7 +141,7 @@ class SyntheticBenchmark:
                 gt_landmarks = source.model.landmarks(truth)
                 for name, method in methods.items():
                     vertices = method(crops, landmarks).detach()
-                    predicted_landmarks = module.model.landmarks(vertices)
+                    predicted_landmarks = module.graph.model.landmarks(vertices)
                     for row in range(vertices.shape[0]):
                         results[name].append(self.score(
                             truth[row].cpu().numpy(), gt_faces, gt_landmarks[row].cpu().numpy(),
@@ -177,7 +177,7 @@ class SyntheticBenchmark:
         rows = [[name, float(r.errors.mean()), float(np.median(r.errors)), float(r.errors.std()), int(r.errors.size)]
                 for name, r in scored.items()]
         notes = [
-            f"{self.n} held-out synthetic faces (seed {self.seed}, crop {module.heatmaps.crop_size} px); checkpoint "
+            f"{self.n} held-out synthetic faces (seed {self.seed}, crop {module.graph.crop_size} px); checkpoint "
             f"{self.ckpt}",
             f"error: MICC protocol (landmark similarity alignment, {self.crop_radius:g} mm crop around the nose tip, "
             "similarity ICP, symmetric mean point-to-surface distance)",
@@ -201,8 +201,8 @@ class SyntheticBenchmark:
     ) -> np.ndarray:
         """Rows: the inputs, then one per method. Columns: the mean per-vertex error over the set on the mean face
         (front and side), then the example faces' reconstructions coloured by their errors."""
-        faces = module.model.faces.cpu()
-        mean_face = module.model.mean_vertices(2).cpu().float()
+        faces = module.graph.model.faces.cpu()
+        mean_face = module.graph.model.mean_vertices(2).cpu().float()
         blank = np.ones((self.map_size, self.map_size, 3))
         examples = self.num_examples if inputs is not None else 0
         panels: list[list[np.ndarray]] = []

@@ -3,7 +3,7 @@
 Coordinates are pixels with the centre of pixel (row i, column j) at (x=j, y=i). A transform is a
 2x3 affine ``[sR | t]`` mapping source pixels to crop pixels (the schema's ``crop_transform``):
 ``crop = transform[:, :2] @ source + transform[:, 2]``. The crop template is
-:func:`fastganfit.data.schema.crop_template`, passed in as an ``[68, 2]`` array so this module needs
+:func:`fastganfit.perception.crop_template.crop_template`, passed in as an ``[68, 2]`` array so this module needs
 neither torch nor the face model (prepare's worker processes stay light).
 """
 
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+#: Side of an aligned face crop in pixels, unless a config says otherwise.
+DEFAULT_CROP_SIZE = 224
 #: Downscaling by more than this factor first box-filters the image by an integer factor (antialiasing).
 ANTIALIAS_FACTOR = 2.0
 

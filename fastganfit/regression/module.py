@@ -1,50 +1,42 @@
 """FastGANFitModule: trains the Fast-GANFit regressor through the frozen GANFit graph (alignment or full phase).
 
-Per batch (aligned crops ``image [B, 3, S, S]`` in [0, 1], ``landmarks [B, 68, 2]`` in crop pixels)::
+Per batch (aligned crops ``image [B, 3, S, S]`` in [0, 1], ``landmarks [B, 68, 2]`` in crop pixels), with the
+:class:`~fastganfit.reconstruction.graph.FaceReconstructionGraph` ``graph``::
 
-    crop -> resize to the render size R            -> image [B, 3, R, R], landmarks [B, 68, 2]
-    identity(image, landmarks)            (no grad) -> activations, embedding
-    heatmaps(crop, crop landmarks)        (no grad) -> [B, 68, h, h]
-    landmark camera (closed form, mean face)       -> camera0 [B, 7], landmark features [B, 143]
+    graph.target(crop, landmarks)                  -> image [B, 3, R, R], landmarks, identity activations
+    graph.input_heatmaps(crop, landmarks)          -> [B, 68, h, h]
+    graph.landmark_camera(landmarks)               -> camera0 [B, 7], landmark features [B, 143]
     regressor(activations, heatmaps, features)     -> FaceParams (camera = camera0 + the camera head)
-    model(shape, expression), texture(latent)      -> vertices [B, V, 3] (mm), UV texture [B, 3, Ht, Wt]
-    renderer(..., background=image)                -> render over the input, mask, projected landmarks
-    GANFitLoss(params, render, image, landmarks, identity(render) when needed) -> total, terms
+    graph.render(params, target)                   -> vertices, UV texture, render over the input
+    graph.objective(result, loss)                  -> total, terms
 
-Only the regressor trains; the face model, texture model, renderer, identity network and heatmap source
-are frozen and stay in eval mode. Checkpoints hold the regressor's weights only (the frozen parts are
-rebuilt from the run's config).
+Only the regressor trains; the graph is frozen and stays in eval mode. Checkpoints hold the regressor's weights
+only (the graph is rebuilt from the run's config).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.model.image_logging import image_folder, log_image_grid
-from fastganfit.model.landmark_camera import camera_from_landmarks, landmark_residual_features
-from fastganfit.model.losses import GANFitLoss
-from fastganfit.model.lr_schedule import LearningRateSchedule
-from fastganfit.model.reconstruction_panels import PANELS_PER_ROW, reconstruction_panels
-from fastganfit.model.regressor import Regressor
-from fastganfit.model.vertex_error import vertex_error_mm
-from fastganfit.params import GROUPS, FaceParams
-from fastganfit.perception.heatmaps import HeatmapSource
-from fastganfit.perception.identity import IdentityNet, IdentityOutput
-from fastganfit.render.face_renderer import FaceRenderer, RenderOutput
+from fastganfit.io.image_logging import image_folder, log_image_grid
+from fastganfit.params import GROUPS
+from fastganfit.reconstruction.graph import FaceReconstructionGraph, Reconstruction
+from fastganfit.reconstruction.losses import GANFitLoss
+from fastganfit.reconstruction.panels import PANELS_PER_ROW, reconstruction_panels
+from fastganfit.reconstruction.vertex_error import vertex_error_mm
+from fastganfit.regression.lr_schedule import check_schedule, learning_rate_scheduler
+from fastganfit.regression.regressor import Regressor
 
 PHASES = ("align", "full")
 PHASE_HEADS: dict[str, tuple[str, ...]] = {"align": ("shape", "expression", "camera"), "full": GROUPS}
-FROZEN = ("model", "texture", "renderer", "identity", "heatmaps")
 REGRESSOR_PREFIX = "regressor."
 
 
@@ -70,37 +62,20 @@ def load_regressor_weights(path: str | Path) -> dict[str, Tensor]:
     return weights
 
 
-@dataclass
-class Reconstruction:
-    """One batch through the graph: the input resized to the render size (``image [B, 3, R, R]``,
-    ``landmarks [B, 68, 2]``), the identity network's view of it, the predicted ``params``, ``vertices
-    [B, V, 3]`` (mm, model frame), UV ``texture [B, 3, Ht, Wt]`` and the ``render`` over the input."""
-
-    image: Tensor
-    landmarks: Tensor
-    identity_input: IdentityOutput
-    params: FaceParams
-    vertices: Tensor
-    texture: Tensor
-    render: RenderOutput
-
-
 class FastGANFitModule(L.LightningModule):
     """Fast-GANFit training: ``phase="align"`` (landmarks + regularisers, ``conf/loss/fast_align.yaml``) or
     ``"full"`` (the whole GANFit objective, ``conf/loss/fast_full.yaml``, starting from an alignment run's
     regressor given as ``init_checkpoint``).
 
-    Components (built already, e.g. by :func:`fastganfit.model.build.build_fast_ganfit`): ``model``
-    (MorphableModel), ``texture`` (texture model: ``latent [B, Kt] -> [B, 3, Ht, Wt]``), ``renderer``
-    (FaceRenderer; its ``image_size`` is the render size), ``identity`` (IdentityNet), ``heatmaps``
-    (HeatmapSource on the data's crops), ``regressor`` and ``loss`` (GANFitLoss).
+    Parts (built already, e.g. by :func:`fastganfit.regression.build.build_fast_ganfit`): ``graph`` (the frozen
+    FaceReconstructionGraph), ``regressor`` and ``loss`` (GANFitLoss).
 
     ``landmark_camera``: the camera head predicts a residual on :func:`camera_from_landmarks` (the camera that
     best projects the mean face's landmarks onto the input's); ``False``: the head predicts the camera itself.
     ``train_heads``: the regressor heads that learn (default: shape, expression, camera for ``align``,
     all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The rest of
     the regressor always trains. Optimiser: AdamW (``lr``, ``betas``, ``weight_decay``) with a per-step
-    :class:`LearningRateSchedule` (``schedule``: constant | cosine | step, over ``schedule_steps``, default the
+    :func:`learning_rate_scheduler` (``schedule``: constant | cosine | step, over ``schedule_steps``, default the
     trainer's ``max_steps``, after ``warmup_steps``). Image grids (input | render | overlay | UV texture of
     ``num_logged_images`` faces) go to the logger and ``<log_dir>/images`` every ``log_images_every_n_steps``
     training steps (0: never).
@@ -108,11 +83,7 @@ class FastGANFitModule(L.LightningModule):
 
     def __init__(
         self,
-        model: MorphableModel,
-        texture: nn.Module,
-        renderer: FaceRenderer,
-        identity: IdentityNet,
-        heatmaps: HeatmapSource,
+        graph: FaceReconstructionGraph,
         regressor: Regressor,
         loss: GANFitLoss,
         phase: str = "align",
@@ -141,15 +112,12 @@ class FastGANFitModule(L.LightningModule):
         if len(betas) != 2:
             raise ValueError(f"FastGANFitModule: betas must be two numbers, got {list(betas)}")
         # check the schedule's settings now rather than when the trainer asks for the optimiser
-        LearningRateSchedule(schedule, max(schedule_steps or 1, 1), warmup_steps, min_lr_factor, step_size, gamma)
-        self.save_hyperparameters(ignore=[*FROZEN, "regressor", "loss"])
+        check_schedule(schedule, max(schedule_steps or 1, 1), warmup_steps, min_lr_factor, step_size, gamma)
+        self.save_hyperparameters(ignore=["graph", "regressor", "loss"])
         self.hparams["train_heads"] = heads
         self.hparams["betas"] = [float(beta) for beta in betas]
         self.hparams["init_checkpoint"] = None if init_checkpoint is None else str(init_checkpoint)
-        self.model, self.texture, self.renderer = model, texture, renderer
-        self.identity, self.heatmaps = identity, heatmaps
-        for name in FROZEN:
-            getattr(self, name).requires_grad_(False).eval()
+        self.graph = graph
         self.regressor = regressor
         self.loss = loss
         if init_checkpoint is not None:
@@ -158,82 +126,21 @@ class FastGANFitModule(L.LightningModule):
             head.requires_grad_(name in heads)
         self._last_step_time: float | None = None
 
-    def train(self, mode: bool = True) -> FastGANFitModule:
-        """Set the regressor's mode; the frozen components stay in eval mode."""
-        super().train(mode)
-        for name in FROZEN:
-            getattr(self, name).eval()
-        return self
-
-    @property
-    def render_size(self) -> tuple[int, int]:
-        """``(height, width)`` of renders (the input crop is resized to it)."""
-        return tuple(self.renderer.image_size)
-
-    def to_render_frame(self, image: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
-        """Crops ``[B, 3, S, S]`` and their landmarks ``[B, 68, 2]`` resized to the render size (antialiased
-        bilinear; pixel centres at integers, so ``x -> (x + 0.5) R / S - 0.5``)."""
-        height, width = self.render_size
-        if tuple(image.shape[-2:]) == (height, width):
-            return image, landmarks
-        scale = landmarks.new_tensor([width / image.shape[-1], height / image.shape[-2]])
-        resized = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-        return resized.clamp(0, 1), (landmarks + 0.5) * scale - 0.5
-
     def reconstruct(self, crop: Tensor, crop_landmarks: Tensor) -> Reconstruction:
         """Run the graph on aligned crops ``[B, 3, S, S]`` with landmarks ``[B, 68, 2]`` (module docstring)."""
-        image, landmarks = self.to_render_frame(crop, crop_landmarks)
-        with torch.no_grad():
-            identity_input = self.identity(image, landmarks)
-            heatmaps = self.heatmaps(crop, crop_landmarks)
-        camera = self.landmark_camera(landmarks) if self.hparams.landmark_camera else None
-        features = self.landmark_features(landmarks, camera) if self.regressor.landmark_features else None
-        params = self.regressor(identity_input.activations, heatmaps, features)
+        graph = self.graph
+        target = graph.target(crop, crop_landmarks)
+        heatmaps = graph.input_heatmaps(crop, crop_landmarks)
+        camera = graph.landmark_camera(target.landmarks) if self.hparams.landmark_camera else None
+        features = graph.landmark_features(target.landmarks, camera) if self.regressor.landmark_features else None
+        params = self.regressor(target.identity_input.activations, heatmaps, features)
         if camera is not None:
             params = replace(params, camera=params.camera + camera)
-        vertices = self.model(params.shape, params.expression)
-        texture = self.texture(params.texture)
-        render = self.renderer(vertices, texture, params.camera, params.light, background=image)
-        return Reconstruction(image, landmarks, identity_input, params, vertices, texture, render)
+        return graph.render(params, target)
 
-    @property
-    def mean_landmarks(self) -> Tensor:
-        """The mean face's 3D landmarks ``[68, 3]`` (mm, model frame)."""
-        return self.model.mean[self.renderer.landmark_indices]
-
-    def landmark_camera(self, landmarks: Tensor) -> Tensor:
-        """Camera parameters ``[B, 7]`` projecting the mean face's landmarks onto ``landmarks [B, 68, 2]`` (render
-        frame pixels); see :mod:`fastganfit.model.landmark_camera`."""
-        return camera_from_landmarks(landmarks, self.mean_landmarks, self.renderer.camera, self.render_size)
-
-    def landmark_features(self, landmarks: Tensor, camera: Tensor | None) -> Tensor:
-        """The regressor's landmark input ``[B, 143]``: ``landmarks [B, 68, 2]`` (render frame) relative to the mean
-        face seen by ``camera [B, 7]`` (the landmark camera; ``None``: the default camera), see
-        :func:`~fastganfit.model.landmark_camera.landmark_residual_features`."""
-        if camera is None:
-            camera = landmarks.new_zeros(landmarks.shape[0], self.renderer.camera.num_params)
-        return landmark_residual_features(
-            landmarks, self.mean_landmarks, camera, self.renderer.camera, self.render_size
-        ).detach()
-
-    def objective(self, result: Reconstruction, loss: GANFitLoss | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """``loss`` (default: the module's training loss) of a reconstruction: the total (scalar) and each active
-        term's batch mean. Per-image optimisation scores with its stages' losses through the same inputs."""
-        loss = self.loss if loss is None else loss
-        needs_identity = loss.needs_identity
-        render = result.render
-        return loss(
-            result.params,
-            landmarks=render.landmarks,
-            target_landmarks=result.landmarks,
-            landmark_visibility=render.landmark_visibility,
-            render=render.image,
-            mask=render.mask,
-            image=result.image,
-            identity_render=self.identity(render.image, result.landmarks) if needs_identity else None,
-            identity_input=result.identity_input if needs_identity else None,
-            texture_model=self.texture,
-        )
+    def objective(self, result: Reconstruction) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss of a reconstruction: the total (scalar) and each active term's batch mean."""
+        return self.graph.objective(result, self.loss)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Loss of one batch; logs ``train/<term>``, ``train/total``, ``train/lr`` and ``train/images_per_second``."""
@@ -273,7 +180,7 @@ class FastGANFitModule(L.LightningModule):
             return
         target = batch["vertices"].to(vertices)[has_truth]
         predicted = vertices[has_truth]
-        mean_face = self.model.mean_vertices(predicted.shape[0]).to(predicted)
+        mean_face = self.graph.model.mean_vertices(predicted.shape[0]).to(predicted)
         count = predicted.shape[0]
         metrics = {
             "val/vertex_error_mm": vertex_error_mm(predicted, target).mean(),
@@ -311,7 +218,8 @@ class FastGANFitModule(L.LightningModule):
         total = hparams.schedule_steps or self.trainer.max_steps
         if hparams.schedule == "cosine" and (total is None or total < 1):
             raise ValueError("FastGANFitModule: the cosine schedule needs trainer.max_steps or schedule_steps")
-        schedule = LearningRateSchedule(
+        scheduler = learning_rate_scheduler(
+            optimiser,
             hparams.schedule,
             max(total or 1, 1),
             hparams.warmup_steps,
@@ -319,7 +227,6 @@ class FastGANFitModule(L.LightningModule):
             hparams.step_size,
             hparams.gamma,
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

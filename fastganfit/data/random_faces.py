@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from fastganfit.facemodel.camera import PITCH, ROLL, YAW, PerspectiveCamera
-from fastganfit.facemodel.lighting import PhongLighting, SphericalHarmonicsLighting
 from fastganfit.facemodel.morphable import MorphableModel
+from fastganfit.render.camera import PITCH, ROLL, YAW, PerspectiveCamera
+from fastganfit.render.lighting import PhongLighting, SphericalHarmonicsLighting
 
 
 @dataclass

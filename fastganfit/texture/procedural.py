@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.facemodel.uv_layout import UVLayout, rasterize_uv_layout
+from fastganfit.texture.uv_layout import UVLayout, rasterize_uv_layout
 
 # iBUG-68 landmark groups.
 OUTER_LIPS = list(range(48, 60))

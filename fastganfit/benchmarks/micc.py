@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from fastganfit.benchmarks.landmarks_io import landmark_points, read_ljson, read_vertex_indices
+from fastganfit.benchmarks.paths import require_dir
+from fastganfit.benchmarks.report import EvaluationReport
 from fastganfit.evaluation.alignment import SimilarityTransform, check_points, similarity_alignment
 from fastganfit.evaluation.closest_point import TriangleMesh, check_faces
 from fastganfit.evaluation.icp import icp_points_to_surface
-from fastganfit.evaluation.landmarks_io import landmark_points, read_ljson, read_vertex_indices
 from fastganfit.evaluation.mesh_io import MESH_SUFFIXES, read_mesh
 from fastganfit.evaluation.nicp import nonrigid_icp
-from fastganfit.evaluation.paths import require_dir
-from fastganfit.evaluation.report import EvaluationReport
 
 SETTINGS = ("Indoor-Cooperative", "PTZ-Indoor", "PTZ-Outdoor")
 FRONTAL_SCANS = ("frontal1", "frontal2")

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import torch
+from pytorch3d.ops import corresponding_points_alignment
 from torch import Tensor
 
 
 def similarity_align(source: Tensor, target: Tensor) -> Tensor:
-    """``source [B, N, 3]`` moved by the least-squares similarity (Umeyama: scale, rotation, translation)
-    onto the corresponding ``target [B, N, 3]``; returns ``[B, N, 3]``."""
-    source_mean, target_mean = source.mean(1, keepdim=True), target.mean(1, keepdim=True)
-    centred_source, centred_target = source - source_mean, target - target_mean
-    covariance = centred_target.transpose(1, 2) @ centred_source / source.shape[1]
-    left, singular, right = torch.linalg.svd(covariance)
-    sign = torch.sign(torch.linalg.det(left) * torch.linalg.det(right))
-    correction = torch.ones_like(singular)
-    correction[:, 2] = sign
-    rotation = left @ torch.diag_embed(correction) @ right
-    variance = centred_source.square().sum((1, 2)) / source.shape[1]
-    scale = (singular * correction).sum(1) / variance.clamp(min=1e-12)
-    return scale[:, None, None] * centred_source @ rotation.transpose(1, 2) + target_mean
+    """``source [B, N, 3]`` moved by the least-squares similarity (Umeyama: scale, rotation, translation; pytorch3d's
+    ``corresponding_points_alignment``) onto the corresponding ``target [B, N, 3]``; returns ``[B, N, 3]``."""
+    transform = corresponding_points_alignment(source, target, estimate_scale=True)
+    return transform.s[:, None, None] * source @ transform.R + transform.T[:, None, :]
 
 
 def vertex_error_mm(predicted: Tensor, target: Tensor, align: bool = False) -> Tensor:

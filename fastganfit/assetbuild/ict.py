@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
+
+from fastganfit.facemodel.geometry import PIVOT_DEPTH_BEHIND_LANDMARKS_MM, symmetry_map
 
 FACE_VERTEX_COUNT = 9409
 NUM_IDENTITY_MODES = 100
 CM_TO_MM = 10.0
 MODEL_DIR = "FaceXModel"
-# Depth of the rotation pivot behind the mean landmark depth, in mm (close to the head's centre).
-PIVOT_DEPTH_BEHIND_LANDMARKS_MM = 85.0
 
 
 @dataclass(frozen=True)
@@ -112,13 +111,6 @@ def triangulate_face_region(polygons: list[list[tuple[int, int]]]) -> tuple[np.n
             tris.append([v for v, _ in fan])
             tri_uvs.append([t for _, t in fan])
     return np.asarray(tris, np.int64), np.asarray(tri_uvs, np.int64)
-
-
-def symmetry_map(vertices: np.ndarray) -> tuple[np.ndarray, float]:
-    """Index of each vertex's mirror image across x = 0, ``[V]``, and the largest mirror mismatch (mm)."""
-    mirrored = vertices * np.array([-1.0, 1.0, 1.0])
-    distance, index = cKDTree(vertices).query(mirrored)
-    return index.astype(np.int64), float(distance.max())
 
 
 def build_ict_arrays(source: Path, progress: Callable[[str], None] = lambda _: None) -> dict[str, np.ndarray]:

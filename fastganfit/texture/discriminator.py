@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastganfit.facemodel.texture_generator import EqualLinear, channels_for
+from fastganfit.texture.generator import EqualLinear, channels_for
 
 ACTIVATION_GAIN = math.sqrt(2.0)
 

@@ -1,1 +1,0 @@
-"""Lightning modules and the networks only training needs (discriminators)."""
