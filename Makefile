@@ -10,7 +10,7 @@ ASTRONAUT = $(shell $(PY) -c "import os, skimage.data; print(os.path.join(skimag
 
 .PHONY: setup demo faces test lint bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements-dev.txt

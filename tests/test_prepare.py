@@ -10,12 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_commands import command_status, compose_command
+from hydra.errors import ConfigCompositionException
 from matplotlib import cbook
 from PIL import Image
 from skimage import data
 
+from fastganfit.cli import prepare as prepare_command
 from fastganfit.data.face_shards import face_dataset, read_face_manifest
-from fastganfit.data.prepare import PrepareReport, load_rgb, main, prepare_images, sample_key
+from fastganfit.data.prepare import PrepareReport, load_rgb, prepare_images, sample_key
 from fastganfit.perception.crop import apply_transform
 from fastganfit.perception.landmarks import DlibLandmarker
 
@@ -37,6 +40,11 @@ def make_acceptance_folder(folder: Path) -> Path:
 def read_tar(path: Path) -> dict[str, bytes]:
     with tarfile.open(path) as tar:
         return {member.name: tar.extractfile(member).read() for member in tar.getmembers()}
+
+
+def prepare(*overrides: str) -> int:
+    """The exit status of ``fastganfit-prepare`` with ``overrides``."""
+    return command_status(prepare_command, "prepare", *overrides)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +107,7 @@ def test_cli_output_does_not_depend_on_workers(
     acceptance: tuple[Path, PrepareReport], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder, report = acceptance
-    status = main([f"input={folder}", f"output={tmp_path / 'one'}", "workers=1", "progress=false"])
+    status = prepare(f"input={folder}", f"output={tmp_path / 'one'}", "workers=1", "progress=false")
     assert status == 0
     assert "wrote 2 face crops to 1 shards" in capsys.readouterr().out
     assert (tmp_path / "one" / "faces-000000.tar").read_bytes() == report.shards[0].read_bytes()
@@ -139,24 +147,60 @@ def test_small_faces_and_non_image_names_are_skipped_with_reasons(tmp_path: Path
 
 
 def test_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    assert main([f"input={tmp_path / 'missing'}", f"output={tmp_path / 'a'}"]) == 1
+    assert prepare(f"input={tmp_path / 'missing'}", f"output={tmp_path / 'a'}") == 1
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main([f"input={tmp_path / 'empty'}", f"output={tmp_path / 'b'}"]) == 1
+    assert prepare(f"input={tmp_path / 'empty'}", f"output={tmp_path / 'b'}") == 1
     assert "holds no files" in capsys.readouterr().err
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "notes.jpg").write_text("text")
-    assert main([f"input={bad}", f"output={tmp_path / 'c'}", "progress=false"]) == 1
+    assert prepare(f"input={bad}", f"output={tmp_path / 'c'}", "progress=false") == 1
     assert "no face could be written" in capsys.readouterr().err
-    assert main([f"input={bad}", f"output={tmp_path / 'c'}", "progress=false"]) == 1  # output holds shards
+    assert prepare(f"input={bad}", f"output={tmp_path / 'c'}", "progress=false") == 1  # output holds shards
     assert "already holds face shards" in capsys.readouterr().err
-    assert main([f"input={bad}", f"output={tmp_path / 'd'}", "workers=0"]) == 2
-    assert main([f"input={bad}", "colour=blue"]) == 2
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    assert main([f"input={bad}", f"output={tmp_path / 'e'}", "landmarker=fan"]) == 1
+    assert prepare(f"input={bad}", f"output={tmp_path / 'e'}", "landmarker=fan") == 1
     assert "2DFAN4-11f355bf06.pth.tar" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()  # nothing is started without the weights
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ((), "give input=DIR|GLOB and output=DIR"),
+        (("output={tmp}/out",), "give input=DIR|GLOB"),
+        (("input={tmp}", "output={tmp}/out", "workers=0"), "workers must be an integer of at least 1, got 0"),
+        (("input={tmp}", "output={tmp}/out", "crop_size=big"), "crop_size must be an integer of at least 16"),
+        (("input={tmp}", "output={tmp}/out", "landmarker=mediapipe"),
+         "landmarker must be one of ['dlib', 'fan'], got 'mediapipe'"),
+        (("input={tmp}", "output={tmp}/out", "detector=yolo"), "detector must be one of ['hog', 'cnn'], got 'yolo'"),
+        (("input={tmp}", "output={tmp}/out", "min_face=-1"), "min_face must be an integer of at least 0, got -1"),
+        (("input={tmp}", "output={tmp}/out", "overwrite=yes"), "overwrite must be true or false, got 'yes'"),
+        (("input={tmp}", "output={tmp}/out", "fan_weights=w.pth"), "fan_weights only applies with landmarker=fan"),
+    ],
+)  # fmt: skip
+def test_a_missing_or_bad_option_exits_2_naming_it(
+    overrides: tuple[str, ...], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert prepare(*(override.format(tmp=tmp_path) for override in overrides)) == 2
+    assert f"fastganfit-prepare: error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_option_is_rejected_by_hydra(tmp_path: Path) -> None:
+    with pytest.raises(ConfigCompositionException, match="colour"):
+        prepare(f"input={tmp_path}", f"output={tmp_path / 'out'}", "colour=blue")
+
+
+def test_command_options_reach_prepare_images(tmp_path: Path) -> None:
+    cfg = compose_command("prepare", "input=[a.jpg,b.png]", f"output={tmp_path}", "landmarker=fan", "detector=cnn",
+                          "upsample=2", "fan_weights=w.pth", "workers=3", "prefix=007")  # fmt: skip
+    assert prepare_command.options(cfg) == {
+        "inputs": ["a.jpg", "b.png"], "output_dir": str(tmp_path), "crop_size": 224, "workers": 3,
+        "landmarker": "fan", "landmarker_options": {"detector": "cnn", "upsample": 2, "weights": "w.pth"},
+        "max_per_shard": 1000, "min_face": 40, "prefix": "007", "overwrite": False, "progress": True,
+    }  # fmt: skip
 
 
 def test_a_landmarker_that_cannot_be_built_stops_the_run_with_its_error(tmp_path: Path) -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_commands import command_status
 
+from fastganfit.cli import synthetic as synthetic_command
 from fastganfit.data.face_shards import PARAM_NAMES, face_dataset, read_face_manifest
 from fastganfit.data.synthetic import (
     SyntheticSettings,
     generate_synthetic_faces,
-    main,
     random_background,
     sample_generator,
 )
@@ -153,20 +154,30 @@ def test_backgrounds_are_smooth_varied_colour_fields() -> None:
     assert torch.cdist(means, means).fill_diagonal_(1).min() > 0.01  # every background has its own colour
 
 
+def synthetic(*overrides: str) -> int:
+    """The exit status of ``fastganfit-synthetic`` with ``overrides``."""
+    return command_status(synthetic_command, "synthetic", *overrides)
+
+
 def test_command_line(tmp_path: Path, capsys) -> None:
     output = tmp_path / "cli"
-    assert main([f"output={output}", "n=2", "seed=3", "crop_size=48", "preview=2"]) == 0
+    assert synthetic(f"output={output}", "n=2", "seed=3", "crop_size=48", "preview=2", "progress=false") == 0
     assert "wrote 2 synthetic faces (seed 3) to 1 shards" in capsys.readouterr().out
     assert sorted(path.name for path in output.iterdir()) == ["manifest.json", "preview.png", "synthetic-000000.tar"]
     assert json.loads((output / "manifest.json").read_text())["seed"] == 3
-    assert main([f"output={output}", "n=2", "seed=3", "crop_size=48"]) == 1
+    again = tmp_path / "again"
+    generate_synthetic_faces(again, 2, 3, crop_size=48, progress=False)
+    assert (again / "synthetic-000000.tar").read_bytes() == (output / "synthetic-000000.tar").read_bytes()
+    assert synthetic(f"output={output}", "n=2", "seed=3", "crop_size=48") == 1
     assert "already holds face shards" in capsys.readouterr().err
-    assert main(["n=2", "seed=1"]) == 2
-    assert "missing output=..." in capsys.readouterr().err
-    assert main([f"output={output}", "n=0", "seed=1"]) == 2
-    assert "n: expected an integer of at least 1, got 0" in capsys.readouterr().err
-    assert main([f"output={output}", "n=1", "seed=1", "colour=red"]) == 2
-    assert "unknown argument 'colour=red'" in capsys.readouterr().err
+    assert synthetic("n=2", "seed=1") == 2
+    assert "fastganfit-synthetic: error: give output=DIR" in capsys.readouterr().err
+    assert synthetic(f"output={output}") == 2
+    assert "give n=N and seed=S" in capsys.readouterr().err
+    assert synthetic(f"output={output}", "n=0", "seed=1") == 2
+    assert "n must be an integer of at least 1, got 0" in capsys.readouterr().err
+    assert synthetic(f"output={output}", "n=1", "seed=1", "preview=few") == 2
+    assert "preview must be an integer of at least 0, got 'few'" in capsys.readouterr().err
 
 
 def test_bad_arguments_are_rejected(tmp_path: Path) -> None:

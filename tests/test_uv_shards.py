@@ -1,9 +1,10 @@
-"""UV-texture shards: writer, webdataset reader and the folder-to-shards command line."""
+"""UV-texture shards: writer, webdataset reader and the folder-to-shards command (fastganfit-uv-shards)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -12,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_commands import command_status
 from PIL import Image
 
+from fastganfit.cli import uv_shards as uv_shards_command
 from fastganfit.data.uv_shards import (
     NoSamplesError,
-    main,
     shard_urls,
     uv_texture_dataset,
     write_uv_shards,
@@ -234,10 +236,15 @@ def as_texture(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
 
 
+def uv_shards(*overrides: str) -> int:
+    """The exit status of ``fastganfit-uv-shards`` with ``overrides``."""
+    return command_status(uv_shards_command, "uv_shards", *overrides)
+
+
 def test_cli_converts_a_folder_and_reports_skipped_files(image_folder, tmp_path: Path, capsys) -> None:
     folder, pixels = image_folder
     output = tmp_path / "shards"
-    assert main([f"input={folder}", f"output={output}"]) == 0
+    assert uv_shards(f"input={folder}", f"output={output}") == 0
     captured = capsys.readouterr()
     assert f"skipped {folder / 'bad.png'}: cannot read image (UnidentifiedImageError" in captured.err
     assert f"skipped {folder / 'big.png'}: it is 32x32, most images are 16x16; pass resolution=N" in captured.err
@@ -251,9 +258,9 @@ def test_cli_converts_a_folder_and_reports_skipped_files(image_folder, tmp_path:
     assert torch.equal(good["texture"], as_texture(pixels["good1"]))
     assert torch.equal(good["mask"][0], torch.from_numpy(pixels["good1_mask"] / 255).float())
 
-    assert main([f"input={folder}", f"output={output}"]) == 1
+    assert uv_shards(f"input={folder}", f"output={output}") == 1
     assert "already holds UV shards" in capsys.readouterr().err
-    assert main([f"input={folder}", f"output={output}", "resolution=8", "max_per_shard=2", "overwrite=true"]) == 0
+    assert uv_shards(f"input={folder}", f"output={output}", "resolution=8", "max_per_shard=2", "overwrite=true") == 0
     manifest = json.loads((output / "manifest.json").read_text())
     assert (manifest["resolution"], manifest["samples"], len(manifest["shards"])) == (8, 3, 2)
     assert [sample["texture"].shape[-1] for sample in read_all(output)] == [8, 8, 8]
@@ -263,27 +270,30 @@ def test_cli_fails_without_usable_images(tmp_path: Path, capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    assert main([f"input={empty}", f"output={tmp_path / 'out'}"]) == 1
+    assert uv_shards(f"input={empty}", f"output={tmp_path / 'out'}") == 1
     assert "no texture images" in capsys.readouterr().err
     (empty / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    assert main([f"input={empty}", f"output={tmp_path / 'out'}"]) == 1
+    assert uv_shards(f"input={empty}", f"output={tmp_path / 'out'}") == 1
     err = capsys.readouterr().err
     assert "broken.jpg: cannot read image" in err and "none of the 1 images" in err
     assert not (tmp_path / "out" / "manifest.json").exists()
-    assert main([f"input={empty}", "resolution=0", f"output={tmp_path}"]) == 2
-    assert main([f"input={empty}", "colour=red", f"output={tmp_path}"]) == 2
-    assert main([f"input={empty}"]) == 2
-    assert "missing output=DIR" in capsys.readouterr().err
+    assert uv_shards(f"input={empty}", "resolution=0", f"output={tmp_path}") == 2
+    assert "fastganfit-uv-shards: error: resolution must be an integer of at least 1, got 0" in capsys.readouterr().err
+    assert uv_shards(f"input={empty}", "overwrite=maybe", f"output={tmp_path}") == 2
+    assert "overwrite must be true or false, got 'maybe'" in capsys.readouterr().err
+    assert uv_shards(f"input={empty}") == 2
+    assert "give output=DIR" in capsys.readouterr().err
 
 
-def test_cli_module_exits_non_zero_on_a_missing_folder(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "fastganfit.data.uv_shards", f"input={tmp_path / 'nope'}", f"output={tmp_path / 'o'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_console_command_exits_1_on_a_missing_folder_and_2_on_a_missing_option(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "fastganfit.cli.uv_shards", f"input={tmp_path / 'nope'}"]
+    result = subprocess.run([*command, f"output={tmp_path / 'o'}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
     assert result.returncode == 1
     assert f"input folder {tmp_path / 'nope'} does not exist" in result.stderr
     assert not (tmp_path / "o").exists()
+    outside = {**os.environ, "PYTHONPATH": str(ROOT)}  # run from an empty folder, with this checkout's package
+    result = subprocess.run(command, cwd=tmp_path, env=outside, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "fastganfit-uv-shards: error: give output=DIR" in result.stderr
+    assert not any(tmp_path.iterdir())  # no Hydra run folder or log file is left behind

@@ -9,16 +9,10 @@ output does not depend on the number of workers. An input that cannot be used is
 reason (not an image, unreadable, no face, face too small, ...) and listed in ``manifest.json``; one
 bad file never stops the run.
 
-Command line::
-
-    python -m fastganfit.data.prepare input=DIR|GLOB output=DIR [crop_size=224] [workers=N]
-        [landmarker=dlib|fan] [detector=hog|cnn] [upsample=1] [fan_weights=PATH]
-        [max_per_shard=1000] [min_face=40] [prefix=faces] [overwrite=false] [progress=true]
-
-``DIR`` is searched recursively for image files (``.jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm
-.pgm .pnm``; other files are listed as skipped, hidden files ignored); every file a ``GLOB`` matches
-is tried. Exit status 0 when at least one face was written, 1 when the input is missing or empty or
-nothing could be written, 2 on bad arguments.
+Command line: ``fastganfit-prepare input=DIR|GLOB output=DIR [workers=N] ...`` (:mod:`fastganfit.cli.prepare`,
+options in ``conf/prepare.yaml``; see ``docs/data.md``). ``DIR`` is searched recursively for image files
+(``.jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm .pnm``; other files are listed as skipped, hidden
+files ignored); every file a ``GLOB`` matches is tried.
 """
 
 from __future__ import annotations
@@ -41,7 +35,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from fastganfit.data.face_shards import FaceShardWriter
-from fastganfit.io.cli_args import UsageError, boolean, choice, integer, parse_key_values
 from fastganfit.perception.crop import DEFAULT_CROP_SIZE, AlignedFace, align_face
 from fastganfit.perception.crop_template import crop_template
 from fastganfit.perception.landmarks import (
@@ -54,11 +47,6 @@ from fastganfit.perception.landmarks import (
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-USAGE = (
-    "usage: python -m fastganfit.data.prepare input=DIR|GLOB output=DIR [crop_size=224] [workers=N] "
-    "[landmarker=dlib|fan] [detector=hog|cnn] [upsample=1] [fan_weights=PATH] [max_per_shard=1000] "
-    "[min_face=40] [prefix=faces] [overwrite=false] [progress=true]"
-)
 
 
 class UnusableInputError(ValueError):
@@ -388,64 +376,3 @@ def check_landmarker(name: str, options: dict[str, Any]) -> None:
         raise ValueError(f"unknown landmarker {name!r}; choose from ['dlib', 'fan']")
     if name == "fan":
         fan_weights_path(options.get("weights"))
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-PARSERS: dict[str, Callable[[str], Any]] = {
-    "input": str,
-    "output": Path,
-    "crop_size": integer(1),
-    "workers": integer(1),
-    "landmarker": choice("dlib", "fan"),
-    "detector": choice("hog", "cnn"),
-    "upsample": integer(0),
-    "fan_weights": str,
-    "max_per_shard": integer(1),
-    "min_face": integer(0),
-    "prefix": str,
-    "overwrite": boolean,
-    "progress": boolean,
-}
-LANDMARKER_ARGUMENTS = {"detector": "detector", "upsample": "upsample", "fan_weights": "weights"}
-
-
-def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
-    """``["input=DIR", "output=DIR", "workers=4", ...]`` -> keyword arguments of :func:`prepare_images`."""
-    values = parse_key_values(argv, PARSERS, required=("input", "output"))
-    if "fan_weights" in values and values.get("landmarker") != "fan":
-        raise UsageError("fan_weights only applies with landmarker=fan")
-    options = {LANDMARKER_ARGUMENTS[name]: values.pop(name) for name in list(values) if name in LANDMARKER_ARGUMENTS}
-    return {"inputs": values.pop("input"), "output_dir": values.pop("output"), "landmarker_options": options, **values}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``prepare`` command; returns the exit status."""
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    if any(argument in ("-h", "--help", "help") for argument in arguments):
-        print(USAGE)
-        return 0
-    try:
-        options = parse_arguments(arguments)
-    except UsageError as error:
-        print(f"error: {error}\n{USAGE}", file=sys.stderr)
-        return 2
-    try:
-        report = prepare_images(**options)
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {report.written} face crops to {len(report.shards)} shards in {report.output_dir}; skipped "
-        f"{len(report.skipped)} of {report.inputs} inputs (reasons in {report.manifest}); "
-        f"{report.images_per_second:.2f} images/s"
-    )
-    if report.written == 0:
-        print(f"error: no face could be written from {options['inputs']}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

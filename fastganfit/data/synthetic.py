@@ -12,9 +12,8 @@ in mm, model frame.
 Every sample is drawn from its own generator seeded by ``(seed, index)``, so a sample does not depend
 on the batch size or on ``n``, and the same seed writes byte-identical shards.
 
-Command line: ``python -m fastganfit.data.synthetic output=DIR n=N seed=S [crop_size=224] [max_per_shard=1000]
-[batch_size=8] [prefix=synthetic] [overwrite=false] [preview=K]`` (see ``docs/data.md``); ``preview=K``
-also saves the first K samples with their landmarks as ``preview.png`` in the output folder.
+Command line: ``fastganfit-synthetic output=DIR n=N seed=S [preview=K] ...`` (:mod:`fastganfit.cli.synthetic`,
+options in ``conf/synthetic.yaml``; see ``docs/data.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from fastganfit.data.face_shards import FaceShardWriter, save_face_preview
+from fastganfit.data.face_shards import FaceShardWriter
 from fastganfit.data.random_faces import sample_random_faces
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.io.cli_args import UsageError, boolean, integer, parse_key_values
 from fastganfit.io.images import image_to_uint8
 from fastganfit.perception.crop import DEFAULT_CROP_SIZE
 from fastganfit.render.camera import LOG_FOCAL, TX, TY, TZ, PerspectiveCamera
@@ -47,11 +45,6 @@ from fastganfit.texture.procedural import LEFT_EYE, RIGHT_EYE, ProceduralTexture
 INNER_LIPS = list(range(60, 68))
 IDENTITY_TRANSFORM = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
 SUPERSAMPLE = 4  # painted eyes and mouth are drawn at 4x and averaged down (antialiased edges)
-USAGE = (
-    "usage: python -m fastganfit.data.synthetic output=DIR n=N seed=S [crop_size=224] [max_per_shard=1000] "
-    "[batch_size=8] [prefix=synthetic] [overwrite=false] [preview=K]"
-)
-PREVIEW_NAME = "preview.png"
 
 
 FRAME_MARGIN = 0.02  # landmarks keep this fraction of the crop side from its border
@@ -345,57 +338,3 @@ def generate_synthetic_faces(
         },
     )
     return writer.close()
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-def parse_arguments(argv: Sequence[str]) -> dict[str, Any]:
-    """``["output=DIR", "n=100", "seed=0", ...]`` -> keyword arguments of :func:`generate_synthetic_faces`."""
-    parsers: dict[str, Callable[[str], Any]] = {
-        "output": Path,
-        "n": integer(1),
-        "seed": integer(0),
-        "crop_size": integer(16),
-        "max_per_shard": integer(1),
-        "batch_size": integer(1),
-        "prefix": str,
-        "overwrite": boolean,
-        "preview": integer(0),
-    }
-    values = parse_key_values(argv, parsers, required=("output", "n", "seed"))
-    values["output_dir"] = values.pop("output")
-    return values
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Generate synthetic face shards from ``key=value`` arguments; returns the exit status."""
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    if any(argument in ("-h", "--help", "help") for argument in arguments):
-        print(USAGE)
-        return 0
-    try:
-        options = parse_arguments(arguments)
-        preview = options.pop("preview", 0)
-        shards = generate_synthetic_faces(**options)
-    except UsageError as error:
-        print(f"error: {error}\n{USAGE}", file=sys.stderr)
-        return 2
-    except FileExistsError as error:
-        print(f"error: {error} (overwrite=true replaces them)", file=sys.stderr)
-        return 1
-    except (NotADirectoryError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {options['n']} synthetic faces (seed {options['seed']}) to {len(shards)} shards in "
-        f"{options['output_dir']}"
-    )
-    if preview:
-        path = save_face_preview(options["output_dir"], Path(options["output_dir"]) / PREVIEW_NAME, count=preview)
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

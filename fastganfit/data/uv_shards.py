@@ -10,8 +10,8 @@ Shards are ``{prefix}-000000.tar``, ``{prefix}-000001.tar``, ... in one folder, 
 ``manifest.json`` beside them (written last: a folder without it is incomplete) lists the shards, their
 sample counts and the resolution. One folder holds one shard set.
 
-Command line: ``python -m fastganfit.data.uv_shards input=DIR output=DIR [mask_suffix=_mask] [resolution=N]``
-(see ``docs/textures.md``).
+Command line: ``fastganfit-uv-shards input=DIR output=DIR [resolution=N] ...`` (:mod:`fastganfit.cli.uv_shards`,
+options in ``conf/uv_shards.yaml``; see ``docs/textures.md``); :func:`convert_folder` does the work.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from tqdm import tqdm
 from webdataset.shardlists import expand_urls
 
 from fastganfit.io.atomic import atomic_write
-from fastganfit.io.cli_args import UsageError, boolean, integer, parse_key_values
 from fastganfit.io.images import image_to_uint8
 
 MANIFEST_NAME = "manifest.json"
@@ -49,10 +48,6 @@ MASK_MEMBER = "mask.png"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KEY_FORBIDDEN = "./\\"
 MASK_KEEP_THRESHOLD = 1.0 - 1e-4  # a resized texel stays valid only if every source texel it draws on is valid
-USAGE = (
-    "usage: python -m fastganfit.data.uv_shards input=DIR output=DIR [mask_suffix=_mask] [resolution=N] "
-    "[max_per_shard=1000] [prefix=uv] [overwrite=false]"
-)
 
 ImageArray = torch.Tensor | np.ndarray
 UVSample = tuple[str, ImageArray, ImageArray | None]
@@ -371,7 +366,7 @@ def uv_texture_dataset(
     return dataset
 
 
-# ---------------------------------------------------------------------------------------------- command line
+# ---------------------------------------------------------------------------------------------- folders of images
 
 
 class UnusableImageError(ValueError):
@@ -380,7 +375,7 @@ class UnusableImageError(ValueError):
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    """Options of the folder-to-shards command (``key=value`` arguments)."""
+    """Options of :func:`convert_folder` (the ``fastganfit-uv-shards`` command, ``conf/uv_shards.yaml``)."""
 
     input: Path
     output: Path
@@ -389,25 +384,16 @@ class ConvertOptions:
     max_per_shard: int = 1000
     prefix: str = "uv"
     overwrite: bool = False
+    progress: bool = True
 
 
-def parse_arguments(argv: Sequence[str]) -> ConvertOptions:
-    """``["input=DIR", "output=DIR", "resolution=256", ...]`` -> :class:`ConvertOptions`."""
-    parsers: dict[str, Callable[[str], Any]] = {
-        "input": Path,
-        "output": Path,
-        "mask_suffix": str,
-        "resolution": integer(1),
-        "max_per_shard": integer(1),
-        "prefix": str,
-        "overwrite": boolean,
-    }
-    values = parse_key_values(argv, parsers)
-    # checked here, not via required=: this command names the missing folders ``input=DIR``, not ``input=...``
-    missing = [name for name in ("input", "output") if name not in values]
-    if missing:
-        raise UsageError(f"missing {' and '.join(f'{name}=DIR' for name in missing)}")
-    return ConvertOptions(**values)
+@dataclass(frozen=True)
+class ConvertReport:
+    """What :func:`convert_folder` wrote: the shard paths, the manifest and the skipped files with their reasons."""
+
+    shards: list[Path]
+    manifest: dict[str, Any]
+    skipped: list[tuple[Path, str]]
 
 
 def pair_images(folder: Path, mask_suffix: str) -> tuple[list[tuple[Path, Path | None]], list[tuple[Path, str]]]:
@@ -512,58 +498,38 @@ def folder_samples(
         yield key, texture, mask
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Convert a folder of UV images (+ masks) to UV shards; returns the exit status."""
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    if any(argument in ("-h", "--help", "help") for argument in arguments):
-        print(USAGE)
-        return 0
-    try:
-        options = parse_arguments(arguments)
-    except UsageError as error:
-        print(f"error: {error}\n{USAGE}", file=sys.stderr)
-        return 2
+def convert_folder(options: ConvertOptions) -> ConvertReport:
+    """Write the texture images of ``options.input`` (with their masks) as UV shards in ``options.output``.
+
+    Files that cannot be used are skipped with their reason (printed as they are met when ``options.progress``).
+    Without ``options.resolution``, textures whose size is not the most common one are skipped. Raises
+    ``NotADirectoryError`` for a missing input folder, :class:`NoSamplesError` when it holds no usable texture
+    and ``FileExistsError`` for an output folder that already holds UV shards (unless ``options.overwrite``).
+    """
     if not options.input.is_dir():
-        print(f"error: input folder {options.input} does not exist or is not a folder", file=sys.stderr)
-        return 1
+        raise NotADirectoryError(f"input folder {options.input} does not exist or is not a folder")
     pairs, rejected = pair_images(options.input, options.mask_suffix)
     if not pairs:
-        print(f"error: no texture images ({'/'.join(IMAGE_SUFFIXES)}) in {options.input}", file=sys.stderr)
-        return 1
-    skipped: list[Path] = []
+        raise NoSamplesError(f"no texture images ({'/'.join(IMAGE_SUFFIXES)}) in {options.input}")
+    skipped: list[tuple[Path, str]] = []
 
     def skip(path: Path, reason: str) -> None:
-        skipped.append(path)
-        tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+        skipped.append((path, reason))
+        if options.progress:
+            tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
 
     for path, reason in rejected:
         skip(path, reason)
     size = None if options.resolution else common_texture_size(path for path, _ in pairs)
-    progress = tqdm(pairs, desc="UV shards", unit="image", file=sys.stderr)
-    try:
-        shards = write_uv_shards(
-            folder_samples(progress, skip, options.resolution, size),
-            options.output,
-            prefix=options.prefix,
-            max_per_shard=options.max_per_shard,
-            overwrite=options.overwrite,
-        )
-    except FileExistsError as error:
-        print(f"error: {error} (overwrite=true replaces them)", file=sys.stderr)
-        return 1
-    except NoSamplesError:
-        print(f"error: none of the {len(pairs)} images in {options.input} could be used", file=sys.stderr)
-        return 1
-    finally:
-        progress.close()
-    manifest = read_manifest(options.output)
-    print(
-        f"wrote {manifest['samples']} UV textures ({manifest['masked_samples']} with masks, "
-        f"{manifest['resolution']}x{manifest['resolution']}) to {len(shards)} shards in {options.output}; "
-        f"skipped {len(skipped)} files"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    with tqdm(pairs, desc="UV shards", unit="image", file=sys.stderr, disable=not options.progress) as progress:
+        try:
+            shards = write_uv_shards(
+                folder_samples(progress, skip, options.resolution, size),
+                options.output,
+                prefix=options.prefix,
+                max_per_shard=options.max_per_shard,
+                overwrite=options.overwrite,
+            )
+        except NoSamplesError as error:
+            raise NoSamplesError(f"none of the {len(pairs)} images in {options.input} could be used") from error
+    return ConvertReport(shards, read_manifest(options.output), skipped)
