@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pytorch3d.structures import Meshes
 
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.render.camera import PITCH, TX, YAW
-from fastganfit.render.face_renderer import FaceRenderer
+from fastganfit.render.face_renderer import FaceRenderer, vertex_normals
 from fastganfit.render.interpolate import interpolate_vertex_attributes
 
 SKIN = torch.tensor([0.8, 0.6, 0.5]).view(1, 3, 1, 1)
@@ -112,3 +113,14 @@ def test_bad_inputs_are_named(ict_model: MorphableModel) -> None:
         renderer(vertices, inputs["texture"], inputs["camera"][:1], inputs["light"])
     with pytest.raises(ValueError, match="backend 'opengl' is unknown"):
         FaceRenderer.from_model(ict_model, backend="opengl")
+
+
+def test_vertex_normals_are_pytorch3ds_area_weighted_normals(ict_model: MorphableModel) -> None:
+    vertices = ict_model.mean_vertices(2) + 0.5 * torch.randn(2, ict_model.num_vertices, 3)
+    expected = Meshes(verts=vertices, faces=ict_model.faces.expand(2, -1, -1)).verts_normals_padded()
+    torch.testing.assert_close(vertex_normals(vertices, ict_model.faces), expected, atol=1e-5, rtol=0)
+    # by hand: a unit right triangle (area 1/2) in z = 0 and a triangle of area 2 in x = 0 sharing vertex 0
+    corners = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 2], [0, 2, 0]]])
+    normals = vertex_normals(corners, torch.tensor([[0, 1, 2], [0, 4, 3]]))
+    torch.testing.assert_close(normals[0, 0], torch.tensor([4.0, 0, 1]) / 17**0.5)
+    torch.testing.assert_close(normals[0, [1, 2]], torch.tensor([[0.0, 0, 1], [0, 0, 1]]))

@@ -51,7 +51,7 @@ def test_round_trip(tmp_path: Path) -> None:
     loaded = read_all(tmp_path)
     assert [sample["key"] for sample in loaded] == [key for key, _, _ in samples]
     for (key, texture, mask), sample in zip(samples, loaded, strict=True):
-        assert set(sample) == {"texture", "mask", "key"}
+        assert set(sample) == {"texture", "mask", "key", "__key__"} and sample["__key__"] == sample["key"]
         assert sample["texture"].shape == (3, R, R) and sample["texture"].dtype == torch.float32
         assert sample["mask"].shape == (1, R, R) and sample["mask"].dtype == torch.float32
         if isinstance(texture, torch.Tensor) and texture.is_floating_point():

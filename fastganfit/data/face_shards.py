@@ -11,15 +11,13 @@ the producer adds (seed and settings for synthetic faces, skipped inputs for ``p
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import io
 import itertools
 import json
 import os
-import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -406,27 +404,6 @@ def decode_face_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
     return decoded
 
 
-class CorruptFaceSampleCounter(CorruptSampleCounter):
-    """A webdataset exception handler: warns about a corrupt face sample (or unreadable shard), counts it
-    in ``count`` and lets the pipeline go on. Counts are per process (each DataLoader worker has its own)."""
-
-    def __call__(self, error: Exception) -> bool:
-        self.count += 1
-        warnings.warn(f"skipping corrupt face sample (#{self.count}): {error}", RuntimeWarning, stacklevel=2)
-        return True
-
-
-def _decode_stage(source: Iterable[dict[str, Any]], handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:
-    for sample in source:
-        try:
-            decoded = decode_face_sample(sample)
-        except Exception as error:
-            if handler(error):
-                continue
-            raise
-        yield decoded
-
-
 def face_dataset(
     urls: str | os.PathLike | Sequence[str | os.PathLike],
     shuffle_buffer: int = 0,
@@ -434,7 +411,7 @@ def face_dataset(
     split_by_worker: bool = True,
     augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> wds.WebDataset:
-    """A webdataset pipeline over face shards yielding :func:`decode_face_sample` dicts.
+    """A webdataset pipeline over face shards yielding :func:`decode_face_sample` dicts (with webdataset's ``__key__``).
 
     ``urls``: see :func:`face_shard_urls`. ``shuffle_buffer > 0`` shuffles shard order and samples
     through a buffer of that size. Shards (not samples) are split across distributed ranks and then
@@ -446,11 +423,11 @@ def face_dataset(
         raise ValueError(f"shuffle_buffer must be a non-negative integer, got {shuffle_buffer!r}")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable or None, got {type(augment).__name__}")
-    handler = CorruptFaceSampleCounter()
+    handler = CorruptSampleCounter("face sample")
     dataset = open_shards(
         face_shard_urls(urls), handler, shuffle_buffer, split_by_node, split_by_worker, empty_check=False
     )
-    dataset = dataset.compose(functools.partial(_decode_stage, handler=handler))
+    dataset = dataset.map(decode_face_sample, handler=handler)
     if augment is not None:
         dataset = dataset.map(augment)
     dataset = dataset.shuffle(shuffle_buffer)

@@ -262,29 +262,18 @@ def decode_uv_sample(sample: dict[str, Any], resolution: int | None = None) -> d
 
 
 class CorruptSampleCounter:
-    """A webdataset exception handler: warns about a corrupt sample (or unreadable shard), counts it in
-    ``count`` and lets the pipeline go on. Counts are per process (each DataLoader worker has its own)."""
+    """A webdataset exception handler like ``wds.warn_and_continue`` that also counts: warns about a corrupt
+    ``what`` (or an unreadable shard), counts it in ``count`` and lets the pipeline go on. Counts are per process
+    (each DataLoader worker has its own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "UV-texture sample") -> None:
+        self.what = what
         self.count = 0
 
     def __call__(self, error: Exception) -> bool:
         self.count += 1
-        warnings.warn(f"skipping corrupt UV-texture sample (#{self.count}): {error}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"skipping corrupt {self.what} (#{self.count}): {error}", RuntimeWarning, stacklevel=2)
         return True
-
-
-def _decode_stage(
-    source: Iterable[dict[str, Any]], resolution: int | None, handler: Callable[[Exception], bool]
-) -> Iterator[dict[str, Any]]:
-    for sample in source:
-        try:
-            decoded = decode_uv_sample(sample, resolution)
-        except Exception as error:
-            if handler(error):
-                continue
-            raise
-        yield decoded
 
 
 def _is_local(url: str) -> bool:
@@ -350,7 +339,8 @@ def uv_texture_dataset(
     split_by_node: bool = True,
     split_by_worker: bool = True,
 ) -> wds.WebDataset:
-    """A webdataset pipeline over UV shards yielding ``{"texture": [3,R,R], "mask": [1,R,R], "key": str}``.
+    """A webdataset pipeline over UV shards yielding ``{"texture": [3,R,R], "mask": [1,R,R], "key": str}`` (and
+    webdataset's ``__key__``, the same as ``key``).
 
     ``urls``: see :func:`shard_urls`. ``resolution`` resizes textures (antialiased bilinear) and masks
     (kept binary, see :func:`resize_mask`). ``shuffle_buffer > 0`` shuffles shard order and samples
@@ -360,7 +350,7 @@ def uv_texture_dataset(
     """
     handler = CorruptSampleCounter()
     dataset = open_shards(shard_urls(urls), handler, shuffle_buffer, split_by_node, split_by_worker)
-    dataset = dataset.compose(functools.partial(_decode_stage, resolution=resolution, handler=handler))
+    dataset = dataset.map(functools.partial(decode_uv_sample, resolution=resolution), handler=handler)
     dataset = dataset.shuffle(shuffle_buffer)
     dataset.corrupt_samples = handler
     return dataset

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from skimage.transform import SimilarityTransform
 
 #: Side of an aligned face crop in pixels, unless a config says otherwise.
 DEFAULT_CROP_SIZE = 224
@@ -40,27 +41,22 @@ def _check_points(points: np.ndarray, name: str) -> np.ndarray:
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares similarity ``[2, 3]`` = ``[sR | t]`` minimising ``sum |sR p + t - q|^2`` (Umeyama 1991).
+    """Least-squares similarity ``[2, 3]`` = ``[sR | t]`` minimising ``sum |sR p + t - q|^2`` (Umeyama 1991,
+    skimage's ``SimilarityTransform.from_estimate``).
 
     ``source``, ``target``: ``[N, 2]`` with ``N >= 2`` corresponding points; no reflection. Raises
-    ``ValueError`` when the source points all coincide.
+    ``ValueError`` when the source points all coincide or the points give no transform.
     """
     p = _check_points(source, "source")
     q = _check_points(target, "target")
     if p.shape != q.shape or len(p) < 2:
         raise ValueError(f"source {list(p.shape)} and target {list(q.shape)} must be [N, 2] with N >= 2")
-    p_mean, q_mean = p.mean(axis=0), q.mean(axis=0)
-    p_centred, q_centred = p - p_mean, q - q_mean
-    variance = (p_centred**2).sum() / len(p)
-    if variance <= 1e-12:
+    if p.var(axis=0).sum() <= 1e-12:
         raise ValueError("source points all coincide: no similarity transform is defined")
-    covariance = q_centred.T @ p_centred / len(p)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-    rotation = u @ sign @ vt
-    scale = float(np.trace(np.diag(singular) @ sign)) / variance
-    shift = q_mean - scale * rotation @ p_mean
-    return np.concatenate([scale * rotation, shift[:, None]], axis=1)
+    estimate = SimilarityTransform.from_estimate(p, q)
+    if not estimate:
+        raise ValueError(f"no similarity transform maps the source points onto the target points ({estimate})")
+    return estimate.params[:2].copy()
 
 
 def apply_transform(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
