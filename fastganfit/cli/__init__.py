@@ -1,8 +1,10 @@
 """Command-line entry points (Hydra): the only modules that compose configuration.
 
-Each is reachable three ways: ``python train.py ...`` (thin scripts at the repository root),
-``python -m fastganfit.cli.train ...`` and the console script ``fastganfit-train ...`` (likewise ``fit``,
-``evaluate``, ``prepare``, ``synthetic``, ``uv_shards``). Configs live in the repository's ``conf/`` folder.
+``train``, ``fit`` and ``evaluate`` are reachable three ways: ``python train.py ...`` (thin scripts at the
+repository root), ``python -m fastganfit.cli.train ...`` and the console script ``fastganfit-train ...``; the data
+commands two: ``python -m fastganfit.cli.prepare ...`` and ``fastganfit-prepare ...`` (likewise ``synthetic``,
+``uv_shards`` / ``fastganfit-uv-shards``). Each has an entry config in the repository's ``conf/`` folder
+(``train.yaml``, ..., ``uv_shards.yaml``).
 """
 
 from pathlib import Path
