@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -342,3 +343,23 @@ def test_watch_logs_gradient_histograms_and_bad_options_are_named(tmp_path: Path
     assert run.config["loss.landmark"] == 2.0
     histograms = run.values("gradients/layer.weight")
     assert histograms and histograms[0]["_type"] == "histogram" and sum(histograms[0]["values"]) == 3
+
+
+def test_docs_tracking_commands_compose() -> None:
+    """Every train.py / fit.py / evaluate.py command of docs/tracking.md composes (the submitit launcher,
+    an optional plugin, aside)."""
+    text = (REPO / "docs" / "tracking.md").read_text().replace("<run>", "2026-01-01_12-00-00")  # placeholder filled
+    commands = [
+        re.split(r"\s+#", line)[0].split() for line in text.splitlines() if line.startswith(".venv/bin/python ")
+    ]
+    scripts = {"train.py": "train", "fit.py": "fit", "evaluate.py": "evaluate"}
+    composed = 0
+    for command in commands:
+        if command[1] not in scripts or any(word.startswith("hydra/launcher=") for word in command):
+            continue
+        overrides = [word for word in command[2:] if word != "-m"]
+        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            cfg = compose(scripts[command[1]], overrides=overrides)
+        assert cfg.logger._target_ == "fastganfit.training.loggers.RunLogger", command
+        composed += 1
+    assert composed == 6

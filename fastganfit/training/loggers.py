@@ -168,15 +168,16 @@ def wandb_run_info(loggers: Sequence[Any]) -> dict[str, str] | None:
 
 def stage_logger_config(logger: DictConfig | None, stage: str, run_name: str) -> None:
     """Name a training run's W&B run(s): group ``run_name`` (the run folder) unless ``logger.group`` is set, so
-    fit.py and evaluate.py runs of its checkpoints can join it. A staged run gets one W&B run per stage: job
-    type = the stage and name ``<name or run_name>-<stage>``; an unstaged run gets job type ``train``.
+    fit.py and evaluate.py runs of its checkpoints can join it; name ``logger.name`` or ``run_name``. A staged
+    run gets one W&B run per stage: job type = the stage, name ``<name>-<stage>``; an unstaged run gets job
+    type ``train``.
     Other loggers are left alone (each stage already writes into ``<run_dir>/<stage>``)."""
     if logger is None or not is_wandb(logger.get("_target_")):
         return
+    name = logger.get("name") or run_name
     logger.group = logger.get("group") or run_name
     logger.job_type = logger.get("job_type") or stage or "train"
-    if stage:
-        logger.name = f"{logger.get('name') or run_name}-{stage}"
+    logger.name = f"{name}-{stage}" if stage else name
 
 
 def close_loggers(loggers: list[Logger]) -> None:
