@@ -27,7 +27,6 @@ REPORT_PADDING = 2  # fastganfit.fitting.report_image.report_images' default pad
 class Report(Protocol):
     """What :func:`log_evaluation` reads of a benchmark's report (``EvaluationReport``)."""
 
-    benchmark: str
     columns: list[str]
     rows: list[list[Any]]
     figures: dict[str, np.ndarray]
