@@ -2,7 +2,8 @@
 
 A thin Hydra entry point: the benchmark named by ``benchmark=`` is instantiated from
 ``conf/benchmark/<name>.yaml`` and run; ``results.md`` and ``results.json`` are written to
-``output_dir`` (default: the Hydra run folder). Any object with ``run() -> EvaluationReport`` can be
+``output_dir`` (default: the Hydra run folder); ``logger=wandb`` also logs them to a W&B run grouped with
+the training run of ``ckpt`` (docs/tracking.md). Any object with ``run() -> EvaluationReport`` can be
 added as a benchmark config.
 """
 
@@ -20,6 +21,8 @@ from omegaconf import DictConfig
 
 from fastganfit.benchmarks.report import write_report
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.training.loggers import close_loggers
+from fastganfit.training.tracking import log_evaluation, open_run
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 def main(cfg: DictConfig) -> None:
     """Instantiate ``cfg.benchmark``, run it, print the table and write the results files."""
     try:
+        tracker = open_run(cfg, "evaluate", cfg.get("ckpt"))
         benchmark = instantiate(cfg.benchmark)
         report = benchmark.run()
     except (InstantiationException, ValueError, FileNotFoundError) as error:
@@ -38,6 +42,9 @@ def main(cfg: DictConfig) -> None:
     markdown, json_path = write_report(report, output_dir)
     print(report.to_markdown())
     log.info("wrote %s and %s", markdown, json_path)
+    if tracker is not None:
+        log_evaluation(tracker, report)
+        close_loggers([tracker])
 
 
 if __name__ == "__main__":

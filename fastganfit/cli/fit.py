@@ -4,7 +4,8 @@
 ``conf/fit/refine.yaml``); ``ckpt=null`` runs plain GANFit from the mean face (``conf/fit/ganfit.yaml``).
 ``image`` is a file, a folder, a glob pattern or a list; ``multi_image=true`` (or ``folder``) makes the images
 of one person share shape and texture. Results go to ``output`` (default: the Hydra run folder), one folder
-per image, and ``index.html`` for several images. See docs/fitting.md.
+per image, and ``index.html`` for several images; ``logger=wandb`` also logs them to a W&B run (a table of
+inputs, renders, overlays, textures, meshes and objective values; docs/tracking.md). See docs/fitting.md.
 
 Exit status: 0 when every image was reconstructed, 1 when any image failed (the others are still written),
 2 on a bad checkpoint, option or model configuration.
@@ -27,6 +28,8 @@ from fastganfit.fitting.pipeline import FitOptions, reconstruct_images
 from fastganfit.reconstruction.graph import COMPONENTS, FaceReconstructionGraph
 from fastganfit.regression.checkpoint import load_fast_ganfit
 from fastganfit.regression.module import FastGANFitModule
+from fastganfit.training.loggers import close_loggers
+from fastganfit.training.tracking import log_fit, open_run
 
 SUBJECTS = {False: "none", True: "all", "folder": "folder"}
 
@@ -80,6 +83,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     try:
         graph, module, landmarker, options = build(cfg)
+        tracker = open_run(cfg, "fit", cfg.ckpt)
     except (FileNotFoundError, ValueError, InstantiationException) as error:
         print(f"fit.py: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -93,6 +97,9 @@ def main(cfg: DictConfig) -> None:
         f"fit.py: reconstructed {len(report.written)} of {len(report.outcomes)} images in {report.seconds:.1f} s "
         f"into {output}{index}" + (f"; {failed} failed" if failed else "")
     )
+    if tracker is not None:
+        log_fit(tracker, [(str(outcome.source), outcome.folder) for outcome in report.written], failed)
+        close_loggers([tracker])
     sys.exit(1 if failed or not report.written else 0)
 
 

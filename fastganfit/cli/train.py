@@ -19,14 +19,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.training.checkpoint_config import ModelConfigInCheckpoint
-from fastganfit.training.loggers import prepare_logger_environment
+from fastganfit.training.loggers import (
+    close_loggers,
+    prepare_logger_environment,
+    stage_logger_config,
+    start_tracking,
+    uploaded_artifact,
+)
+from fastganfit.training.run_metadata import run_metadata
 from fastganfit.training.stages import chain_from, resume_point, stage_configs
 
 EXPERIMENTS = "demo, fast_align, fast_full, texture_gan, texture_gan_procedural"
 
 
-def train(cfg: DictConfig) -> Path:
-    """Train one configuration; returns the path of its final checkpoint (``<run_dir>/checkpoints/last.ckpt``)."""
+def train(cfg: DictConfig, init_artifact: str | None = None) -> tuple[Path, str | None]:
+    """Train one configuration; returns the path of its final checkpoint (``<run_dir>/checkpoints/last.ckpt``)
+    and the name of the W&B artifact it was uploaded as (``logger.log_model``; else ``None``).
+    ``init_artifact``: the artifact of the checkpoint this run starts from (a staged run's previous stage)."""
     L.seed_everything(cfg.seed, workers=True)
     prepare_logger_environment(OmegaConf.select(cfg, "logger._target_"))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
@@ -34,6 +43,11 @@ def train(cfg: DictConfig) -> Path:
     callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
     callbacks.append(ModelConfigInCheckpoint(OmegaConf.to_container(cfg.model, resolve=True)))
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    metadata = run_metadata(OmegaConf.to_container(cfg, resolve=True))
+    if init_artifact is not None:
+        metadata["lineage.init_artifact"] = init_artifact
+    if trainer.is_global_zero:
+        start_tracking(trainer.loggers, module, metadata, init_artifact)
     datamodule = instantiate(cfg.data, _convert_="all")
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     final = Path(str(cfg.run_dir)) / "checkpoints" / "last.ckpt"
@@ -42,14 +56,19 @@ def train(cfg: DictConfig) -> Path:
     if trainer.is_global_zero:
         partial.replace(final)
     trainer.strategy.barrier("final checkpoint")
-    return final
+    artifact = uploaded_artifact(trainer.loggers)
+    if trainer.is_global_zero:
+        close_loggers(trainer.loggers)
+    return final, artifact
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.model is None or cfg.data is None:
-        print(f"error: choose an experiment, e.g. `python train.py experiment=fast_align` ({EXPERIMENTS})",
-              file=sys.stderr)
+        print(
+            f"error: choose an experiment, e.g. `python train.py experiment=fast_align` ({EXPERIMENTS})",
+            file=sys.stderr,
+        )
         sys.exit(2)
     try:
         stages = stage_configs(cfg)
@@ -57,11 +76,14 @@ def main(cfg: DictConfig) -> None:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    artifact = None
+    run_name = Path(str(cfg.run_dir)).name
     for name, stage in stages:
         if name:
             print(f"stage {name!r}: writing to {stage.run_dir}", file=sys.stderr)
             chain_from(stage, previous)
-        previous = train(stage)
+        stage_logger_config(stage.get("logger"), name, run_name)
+        previous, artifact = train(stage, init_artifact=artifact)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ from typing import Any
 import lightning as L
 
 from fastganfit.regression.checkpoint import CHECKPOINT_CONFIG_KEY
+from fastganfit.training.loggers import wandb_run_info
+
+TRACKING_KEY = "tracking"  # checkpoint["fastganfit"]["tracking"]: the W&B run that wrote the checkpoint
 
 
 class ModelConfigInCheckpoint(L.Callback):
@@ -22,5 +25,9 @@ class ModelConfigInCheckpoint(L.Callback):
         self.model_config = model_config
 
     def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        """Add the model config to ``checkpoint``."""
+        """Add the model config to ``checkpoint``, and the W&B run writing it (``tracking``: project, group, id,
+        name) when the run logs to W&B, so that fit.py and evaluate.py runs can join its group."""
         checkpoint[CHECKPOINT_CONFIG_KEY] = {"model": self.model_config}
+        run = wandb_run_info(trainer.loggers)
+        if run is not None:
+            checkpoint[CHECKPOINT_CONFIG_KEY][TRACKING_KEY] = run
