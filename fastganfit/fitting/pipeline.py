@@ -27,6 +27,7 @@ from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
 from fastganfit.fitting.overlay import paste_render
+from fastganfit.fitting.photo_texture import coverage_fraction, photo_texture_extractor
 from fastganfit.fitting.photos import Photo, load_photo
 from fastganfit.fitting.report_image import report_images
 from fastganfit.fitting.settings import FitSettings
@@ -36,9 +37,11 @@ from fastganfit.params import FaceParams
 from fastganfit.perception.landmarks import Landmarker
 from fastganfit.reconstruction.graph import FaceReconstructionGraph
 from fastganfit.regression.module import FastGANFitModule
+from fastganfit.texture.photo_uv import PhotoTexture
 
 STARTS = ("regressor", "mean_face")
 GROUPINGS = ("none", "all", "folder")
+TEXTURE_SOURCES = ("photo", "model")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class FitOptions:
     images of one folder show one person): a person's images share shape and texture latent.
     ``batch_size``: images optimised together. ``min_face``: smallest face box side (pixels) accepted.
     ``max_side``: larger photos are downscaled to this longer side. ``progress``: progress bars.
+    ``texture_source``: the OBJ's texture, ``photo`` (taken from the photo, completed by the model's; see
+    :mod:`fastganfit.texture.photo_uv`) or ``model`` (the fitted texture model's).
     """
 
     start: str = "regressor"
@@ -60,8 +65,11 @@ class FitOptions:
     min_face: float = 64.0
     max_side: int = 2048
     progress: bool = True
+    texture_source: str = "photo"
 
     def __post_init__(self) -> None:
+        if self.texture_source not in TEXTURE_SOURCES:
+            raise ValueError(f"texture_source must be one of {TEXTURE_SOURCES}, got {self.texture_source!r}")
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
         if self.start == "mean_face" and self.settings is None:
@@ -189,6 +197,7 @@ class Reconstructor:
         self.views = ViewRenderer(graph, self.crop_size)
         self.topology = mesh_topology(graph)
         self.device = graph.device
+        self.photo_texture = photo_texture_extractor(graph)
 
     def fail(self, outcome: ImageOutcome, reason: str) -> None:
         """Record and print one input's failure."""
@@ -235,8 +244,9 @@ class Reconstructor:
         return params, history, crops
 
     def outputs(self, image: PreparedImage, index: int, params: FaceParams, views: FaceViews, report: np.ndarray,
-                history: Sequence[ObjectiveRecord], batch_keys: Sequence[str]) -> FaceOutputs:  # fmt: skip
-        """The files' content for face ``index`` of a batch."""
+                history: Sequence[ObjectiveRecord], batch_keys: Sequence[str],
+                photo_texture: PhotoTexture) -> FaceOutputs:  # fmt: skip
+        """The files' content for face ``index`` of a batch (``photo_texture``: the batch's photo textures)."""
         face, photo = image.face, image.photo
         wide = image_to_uint8(views.wide[index])
         wide_mask = views.wide_mask[index, 0].detach().cpu().numpy()
@@ -262,10 +272,15 @@ class Reconstructor:
             "batch_objective": stage_summary(history),
             "batch": list(batch_keys),
             "subject": image.subject if self.options.subjects != "none" else None,
+            "texture_source": self.options.texture_source,
+            "photo_texture_coverage": coverage_fraction(photo_texture.confidence[index], self.photo_texture),
         }
+        chosen = photo_texture.blended if self.options.texture_source == "photo" else views.texture
         return FaceOutputs(
             vertices=views.vertices[index].detach().cpu().numpy(),
-            texture=image_to_uint8(views.texture[index]),
+            texture=image_to_uint8(chosen[index]),
+            model_texture=image_to_uint8(views.texture[index]),
+            texture_mask=image_to_uint8(photo_texture.confidence[index].expand(3, -1, -1)),
             arrays=arrays,
             overlay=paste_render(photo.image, wide, wide_mask, wide_transform),
             report=report,
@@ -331,7 +346,9 @@ def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output:
     try:
         params, history, crops = runner.fit_batch(batch)
         views = runner.views(crops, params)
-        reports = report_images(crops, views)
+        with torch.no_grad():
+            photo = runner.photo_texture(crops, views.vertices, params.camera, params.light, views.texture)
+        reports = report_images(crops, views, photo.blended)
     except Exception as error:  # the batch's images fail together; the run goes on
         for image in batch:
             runner.fail(image.outcome, f"fitting failed ({type(error).__name__}: {error})")
@@ -340,7 +357,7 @@ def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output:
     keys = [image.item.key for image in batch]
     for index, image in enumerate(batch):
         try:
-            outputs = runner.outputs(image, index, params, views, reports[index], history, keys)
+            outputs = runner.outputs(image, index, params, views, reports[index], history, keys, photo)
             folder = write_face_outputs(output / image.item.key, runner.topology, outputs)
         except Exception as error:
             runner.fail(image.outcome, f"could not be written ({type(error).__name__}: {error})")
