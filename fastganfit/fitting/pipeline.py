@@ -226,13 +226,21 @@ class Reconstructor:
         crops = torch.stack([torch.from_numpy(np.array(image.face.crop)) for image in batch]).to(self.device)
         crops = crops.permute(0, 3, 1, 2).float() / 255.0
         landmarks = torch.stack([torch.from_numpy(np.array(image.face.landmarks)) for image in batch]).to(self.device)
-        labels = {label: index for index, label in enumerate(dict.fromkeys(image.subject for image in batch))}
-        subjects = torch.tensor([labels[image.subject] for image in batch], device=self.device)
+        params, history = self.fit_crops(crops, landmarks, [image.subject for image in batch])
+        return params, history, crops
+
+    def fit_crops(
+        self, crops: torch.Tensor, landmarks: torch.Tensor, subject_labels: Sequence[str]
+    ) -> tuple[FaceParams, list[ObjectiveRecord]]:
+        """FaceParams of aligned ``crops [B, 3, S, S]`` in [0, 1] with ``landmarks [B, 68, 2]`` (crop pixels), and
+        the optimisation's history; images with the same subject label share shape and texture (when grouping)."""
+        labels = {label: index for index, label in enumerate(dict.fromkeys(subject_labels))}
+        subjects = torch.tensor([labels[label] for label in subject_labels], device=self.device)
         shared = self.options.subjects != "none"
         if self.options.start == "regressor":
             params = regress(self.regressor, crops, landmarks)
         else:
-            params = FaceParams.zeros(self.graph.sizes, len(batch), device=self.device)
+            params = FaceParams.zeros(self.graph.sizes, crops.shape[0], device=self.device)
         history: list[ObjectiveRecord] = []
         if self.options.settings is not None:
             params, history = refine(
@@ -241,7 +249,7 @@ class Reconstructor:
             )  # fmt: skip
         elif shared:
             params = share_subject_groups(params, subjects)
-        return params, history, crops
+        return params, history
 
     def outputs(self, image: PreparedImage, index: int, params: FaceParams, views: FaceViews, report: np.ndarray,
                 history: Sequence[ObjectiveRecord], batch_keys: Sequence[str],
