@@ -167,3 +167,20 @@ def test_bad_inputs_are_named(source, extractor) -> None:
     with pytest.raises(ValueError, match=r"image must be \[B, 3, H, W\]"):
         extractor(torch.zeros(1, 1, 8, 8), torch.zeros(1, 9409, 3), torch.zeros(1, 7), torch.zeros(1, 10),
                   torch.zeros(1, 3, 8, 8))  # fmt: skip
+
+
+@torch.no_grad()
+def test_a_sharper_image_of_the_same_fit_gives_the_same_albedo(source, extractor) -> None:
+    """Camera parameters do not depend on the image size: the texture taken from a 3x larger render of the same
+    face (what fit.py's detail crops are) matches the one taken from the crop-sized render."""
+    faces = synthetic_faces(source, [4])
+    large = FaceRenderer.from_model(source.model, image_size=3 * SIZE, backend="torch")
+    backgrounds = F.interpolate(faces["backgrounds"], scale_factor=3, mode="nearest")
+    sharp = large(faces["vertices"], faces["textures"], faces["camera"], faces["light"], backgrounds).image
+    small = render(source, faces, faces["textures"])
+    args = (faces["vertices"], faces["camera"], faces["light"], faces["textures"])
+    out_sharp, out_small = extractor(sharp, *args), extractor(small, *args)
+    where = interior(out_small.seen) & interior(out_sharp.seen)
+    assert where.float().mean() > 0.15
+    assert texel_error(out_sharp.albedo, faces["textures"], where) < 2.0
+    assert texel_error(out_sharp.albedo, out_small.albedo, where) < 2.0

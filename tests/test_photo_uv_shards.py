@@ -23,7 +23,9 @@ from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.photo_uv_shards import check, run, run_part
 from fastganfit.data.synthetic import generate_synthetic_faces
 from fastganfit.data.uv_shards import read_manifest, uv_texture_dataset
+from fastganfit.fitting.photo_texture import detail_crops, detail_scale
 from fastganfit.fitting.photo_uv_shards import PART_RECORD, finished_part, part_folder, summarise
+from fastganfit.perception.crop import warp_image
 
 REPO = Path(__file__).resolve().parent.parent
 CROP, FACES = 64, 6
@@ -171,3 +173,15 @@ def test_photos_to_texture_prior_to_reconstruction_loop(checkpoint, face_shards,
     with np.load(folder / "params.npz") as params:
         assert params["texture"].shape == (16,)  # the new prior's w latent
     assert Image.open(folder / "texture_model.png").size == (32, 32)
+
+
+def test_detail_crops_are_the_crops_at_a_finer_pixel_grid() -> None:
+    photo = data.astronaut()
+    transform = np.array([[0.3, 0.05, -20.0], [-0.05, 0.3, -10.0]])
+    crop = torch.from_numpy(warp_image(photo, transform, CROP).copy()).permute(2, 0, 1).float() / 255
+    assert torch.equal(detail_crops([photo], [transform], CROP, 1)[0], crop)
+    sharp = detail_crops([photo], [transform], CROP, 3)
+    assert sharp.shape == (1, 3, 3 * CROP, 3 * CROP)
+    # detail pixels 3c, 3c+1, 3c+2 surround crop pixel c: their mean is that pixel, up to the photo's detail
+    assert (torch.nn.functional.avg_pool2d(sharp, 3)[0] - crop).abs().mean() < 0.02
+    assert detail_scale(128, 224) == 2 and detail_scale(256, 64) == 4 and detail_scale(16, 224) == 1

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.fit import build_graph, resolve_device
-from fastganfit.fitting.photo_texture import photo_texture_extractor
+from fastganfit.fitting.photo_texture import detail_scale, photo_texture_extractor
 from fastganfit.fitting.photo_uv_shards import (
     INPUT_FORMATS,
     SUMMARY_NAME,
@@ -87,7 +87,8 @@ def run_part(config: dict[str, Any], part: int, threads: int | None = None) -> P
     extractor = photo_texture_extractor(graph, int(cfg.resolution))
     source = OmegaConf.to_container(cfg.input) if OmegaConf.is_list(cfg.input) else str(cfg.input)
     if cfg.input_format == "photos":
-        items = partial(photo_items, runner, source, part, num_parts)
+        scale = detail_scale(extractor.resolution, runner.crop_size)
+        items = partial(photo_items, runner, source, part, num_parts, scale)
     else:
         items = partial(face_shard_items, source, part, num_parts, graph.crop_size)
     shard_options = UVShardOptions(float(cfg.min_coverage), float(cfg.max_photometric_error), int(cfg.max_per_shard))

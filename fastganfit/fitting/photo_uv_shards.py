@@ -25,7 +25,7 @@ from tqdm import tqdm
 from fastganfit.data.face_shards import face_dataset
 from fastganfit.data.uv_shards import NoSamplesError, UVSample, write_uv_shards
 from fastganfit.fitting.inputs import resolve_inputs
-from fastganfit.fitting.photo_texture import coverage_fraction, photometric_error
+from fastganfit.fitting.photo_texture import coverage_fraction, detail_crops, photometric_error
 from fastganfit.fitting.pipeline import ImageOutcome, Reconstructor
 from fastganfit.io.atomic import atomic_write
 from fastganfit.texture.photo_uv import PhotoTextureExtractor
@@ -58,12 +58,14 @@ class UVShardOptions:
 @dataclass(frozen=True)
 class FaceItem:
     """One face ready to fit: its sample ``key``, ``source`` (file or shard sample), aligned ``crop [3, S, S]`` in
-    [0, 1] and ``landmarks [68, 2]`` (crop pixels)."""
+    [0, 1], ``landmarks [68, 2]`` (crop pixels) and, from a photo, the sharper ``detail [3, k S, k S]`` crop that
+    colours are taken from (:func:`~fastganfit.fitting.photo_texture.detail_crops`)."""
 
     key: str
     source: str
     crop: torch.Tensor
     landmarks: torch.Tensor
+    detail: torch.Tensor | None = None
 
 
 @dataclass
@@ -96,10 +98,16 @@ def finished_part(folder: Path) -> PartRecord | None:
 
 
 def photo_items(
-    runner: Reconstructor, image: str | Sequence[str], part: int, num_parts: int, skip: Callable[[str, str], None]
+    runner: Reconstructor,
+    image: str | Sequence[str],
+    part: int,
+    num_parts: int,
+    scale: int,
+    skip: Callable[[str, str], None],
 ) -> Iterator[FaceItem]:
-    """Faces of this part's photos (a file, folder, glob or list): detected, aligned; failures go to ``skip``.
-    Inputs that cannot be read as a whole (missing paths, non-image files) are reported by part 0."""
+    """Faces of this part's photos (a file, folder, glob or list): detected, aligned (and re-cropped ``scale`` times
+    larger for detail); failures go to ``skip``. Inputs that cannot be read as a whole (missing paths, non-image
+    files) are reported by part 0."""
     resolved = resolve_inputs(image)
     if part == 0:
         for problem in [*resolved.failed, *resolved.skipped]:
@@ -110,8 +118,10 @@ def photo_items(
         if prepared is None:
             skip(outcome.source, outcome.error or "unusable")
             continue
-        crop = torch.from_numpy(np.array(prepared.face.crop)).permute(2, 0, 1).float() / 255.0
-        yield FaceItem(item.key, outcome.source, crop, torch.from_numpy(np.array(prepared.face.landmarks)).float())
+        face = prepared.face
+        crop = torch.from_numpy(np.array(face.crop)).permute(2, 0, 1).float() / 255.0
+        detail = detail_crops([prepared.photo.image], [face.transform], runner.crop_size, scale)[0]
+        yield FaceItem(item.key, outcome.source, crop, torch.from_numpy(np.array(face.landmarks)).float(), detail)
 
 
 def face_shard_items(
@@ -159,8 +169,10 @@ def uv_samples(
         try:
             params, _ = runner.fit_crops(crops, landmarks, [item.key for item in batch])
             views = runner.views(crops, params)
+            details = [item.detail for item in batch]
+            sharp = crops if any(d is None for d in details) else torch.stack(details).to(device)
             with torch.no_grad():
-                photo = extractor(crops, views.vertices, params.camera, params.light, views.texture)
+                photo = extractor(sharp, views.vertices, params.camera, params.light, views.texture)
         except Exception as error:  # the batch's faces fail together; the part goes on
             for item in batch:
                 skip(item.source, f"fitting failed ({type(error).__name__}: {error})")

@@ -27,7 +27,7 @@ from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
 from fastganfit.fitting.overlay import paste_render
-from fastganfit.fitting.photo_texture import coverage_fraction, photo_texture_extractor
+from fastganfit.fitting.photo_texture import coverage_fraction, detail_crops, detail_scale, photo_texture_extractor
 from fastganfit.fitting.photos import Photo, load_photo
 from fastganfit.fitting.report_image import report_images
 from fastganfit.fitting.settings import FitSettings
@@ -198,6 +198,7 @@ class Reconstructor:
         self.topology = mesh_topology(graph)
         self.device = graph.device
         self.photo_texture = photo_texture_extractor(graph)
+        self.detail_scale = detail_scale(self.photo_texture.resolution, self.crop_size)
 
     def fail(self, outcome: ImageOutcome, reason: str) -> None:
         """Record and print one input's failure."""
@@ -355,7 +356,9 @@ def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output:
         params, history, crops = runner.fit_batch(batch)
         views = runner.views(crops, params)
         with torch.no_grad():
-            photo = runner.photo_texture(crops, views.vertices, params.camera, params.light, views.texture)
+            sharp = detail_crops([image.photo.image for image in batch], [image.face.transform for image in batch],
+                                 runner.crop_size, runner.detail_scale).to(runner.device)  # fmt: skip
+            photo = runner.photo_texture(sharp, views.vertices, params.camera, params.light, views.texture)
         reports = report_images(crops, views, photo.blended)
     except Exception as error:  # the batch's images fail together; the run goes on
         for image in batch:
