@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -185,3 +186,15 @@ def test_detail_crops_are_the_crops_at_a_finer_pixel_grid() -> None:
     # detail pixels 3c, 3c+1, 3c+2 surround crop pixel c: their mean is that pixel, up to the photo's detail
     assert (torch.nn.functional.avg_pool2d(sharp, 3)[0] - crop).abs().mean() < 0.02
     assert detail_scale(128, 224) == 2 and detail_scale(256, 64) == 4 and detail_scale(16, 224) == 1
+
+
+def test_documented_commands_compose() -> None:
+    """Every ``photo_uv_shards`` command in README.md and docs/textures.md composes, and passes the option checks."""
+    pattern = re.compile(r"python -m fastganfit\.cli\.photo_uv_shards ([^`\n]+)")
+    texts = [(REPO / name).read_text() for name in ("README.md", "docs/textures.md")]
+    found = [match.group(1) for text in texts for match in pattern.finditer(text)]
+    assert len(found) >= 4
+    for arguments in found:
+        overrides = [a.replace("$SLURM_ARRAY_TASK_ID", "3") for a in arguments.split() if "=" in a]
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            check(compose("photo_uv_shards", overrides=overrides))
