@@ -184,3 +184,27 @@ def test_a_sharper_image_of_the_same_fit_gives_the_same_albedo(source, extractor
     assert where.float().mean() > 0.15
     assert texel_error(out_sharp.albedo, faces["textures"], where) < 2.0
     assert texel_error(out_sharp.albedo, out_small.albedo, where) < 2.0
+
+
+@torch.no_grad()
+def test_brightness_only_keeps_the_photos_colour_balance(source, extractor) -> None:
+    faces = synthetic_faces(source, [6])
+    renderer = source.renderer
+    neutral = PhotoTextureExtractor(
+        source.model, renderer.camera, renderer.lighting, RESOLUTION, light_colour=False, backend="torch"
+    )
+    grey, coloured = torch.zeros(1, 10), torch.zeros(1, 10)
+    grey[0, :6] = torch.tensor([-0.4, -0.4, -0.4, 0.5, 0.5, 0.5])  # white light: nothing to keep
+    coloured[0, :6] = torch.tensor([-0.2, -0.5, -0.6, 0.6, 0.4, 0.3])  # warm light, no highlight
+    args = (faces["vertices"], faces["camera"])
+    for light in (grey, coloured):
+        image = render(source, faces, faces["textures"], light=light)
+        exact, kept = extractor(image, *args, light, faces["textures"]), neutral(image, *args, light, faces["textures"])
+        where = interior(exact.seen)
+        if light is grey:
+            assert texel_error(kept.albedo, exact.albedo, where) < 1e-3
+        else:  # the warm cast stays: red over blue is the photo's, not the true albedo's
+            ratio = (kept.albedo[:, 0] / kept.albedo[:, 2])[where].mean()
+            true_ratio = (faces["textures"][:, 0] / faces["textures"][:, 2])[where].mean()
+            assert texel_error(exact.albedo, faces["textures"], where) < 2.0
+            assert ratio > 1.3 * true_ratio

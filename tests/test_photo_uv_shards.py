@@ -125,6 +125,8 @@ def test_bad_options_are_named(checkpoint, tmp_path) -> None:
         check(config(checkpoint, f"output={tmp_path}"))
     with pytest.raises(ValueError, match="part must be in"):
         check(config(checkpoint, "input=x", f"output={tmp_path}", "part=2", "num_parts=2"))
+    with pytest.raises(ValueError, match="photo_light must be one of"):
+        check(config(checkpoint, "input=x", f"output={tmp_path}", "photo_light=white"))
     with pytest.raises(ValueError, match="input_format must be one of"):
         check(config(checkpoint, "input=x", f"output={tmp_path}", "input_format=videos"))
 

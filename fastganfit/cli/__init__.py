@@ -2,7 +2,8 @@
 
 Each is reachable three ways: ``python train.py ...`` (thin scripts at the repository root),
 ``python -m fastganfit.cli.train ...`` and the console script ``fastganfit-train ...`` (likewise ``fit``,
-``evaluate``, ``prepare``, ``synthetic``, ``uv_shards``). Configs live in the repository's ``conf/`` folder.
+``evaluate``, ``prepare``, ``synthetic``, ``uv_shards``; ``photo_uv_shards`` as ``python -m`` and
+``fastganfit-photo-uv-shards``). Configs live in the repository's ``conf/`` folder.
 """
 
 from pathlib import Path

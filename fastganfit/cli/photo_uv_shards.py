@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.fit import build_graph, resolve_device
-from fastganfit.fitting.photo_texture import detail_scale, photo_texture_extractor
+from fastganfit.fitting.photo_texture import LIGHT_MODES, detail_scale, photo_texture_extractor
 from fastganfit.fitting.photo_uv_shards import (
     INPUT_FORMATS,
     SUMMARY_NAME,
@@ -51,6 +51,8 @@ def check(cfg: DictConfig) -> None:
     for key in ("input", "output"):
         if OmegaConf.is_missing(cfg, key):
             raise ValueError(f"give {key}=... (input: photos or face shards; output: the UV-shard folder)")
+    if cfg.photo_light not in LIGHT_MODES:
+        raise ValueError(f"photo_light must be one of {LIGHT_MODES}, got {cfg.photo_light!r}")
     if cfg.input_format not in INPUT_FORMATS:
         raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {cfg.input_format!r}")
     if int(cfg.num_parts) < 1 or int(cfg.workers) < 1:
@@ -84,7 +86,7 @@ def run_part(config: dict[str, Any], part: int, threads: int | None = None) -> P
     )  # fmt: skip
     landmarker = instantiate(cfg.landmarks) if cfg.input_format == "photos" else None
     runner = Reconstructor(graph, landmarker, options, default_log, module)
-    extractor = photo_texture_extractor(graph, int(cfg.resolution))
+    extractor = photo_texture_extractor(graph, int(cfg.resolution), str(cfg.photo_light))
     source = OmegaConf.to_container(cfg.input) if OmegaConf.is_list(cfg.input) else str(cfg.input)
     if cfg.input_format == "photos":
         scale = detail_scale(extractor.resolution, runner.crop_size)

@@ -18,11 +18,20 @@ from fastganfit.texture.photo_uv import PhotoTextureExtractor
 MAX_DETAIL_SCALE = 4
 
 
-def photo_texture_extractor(graph: FaceReconstructionGraph, resolution: int | None = None) -> PhotoTextureExtractor:
-    """A :class:`PhotoTextureExtractor` for ``graph`` on its device; ``resolution`` defaults to the texture model's."""
+LIGHT_MODES = ("colour", "brightness")
+
+
+def photo_texture_extractor(
+    graph: FaceReconstructionGraph, resolution: int | None = None, light: str = "colour"
+) -> PhotoTextureExtractor:
+    """A :class:`PhotoTextureExtractor` for ``graph`` on its device; ``resolution`` defaults to the texture model's.
+    ``light``: divide out the fitted light's ``colour`` and brightness, or its ``brightness`` only."""
+    if light not in LIGHT_MODES:
+        raise ValueError(f"photo texture light must be one of {LIGHT_MODES}, got {light!r}")
     renderer = graph.renderer
     side = int(resolution or graph.texture.resolution)
-    extractor = PhotoTextureExtractor(graph.model, renderer.camera, renderer.lighting, side, backend=renderer.backend)
+    extractor = PhotoTextureExtractor(graph.model, renderer.camera, renderer.lighting, side,
+                                      light_colour=light == "colour", backend=renderer.backend)  # fmt: skip
     return extractor.to(graph.device)
 
 

@@ -27,7 +27,13 @@ from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
 from fastganfit.fitting.overlay import paste_render
-from fastganfit.fitting.photo_texture import coverage_fraction, detail_crops, detail_scale, photo_texture_extractor
+from fastganfit.fitting.photo_texture import (
+    LIGHT_MODES,
+    coverage_fraction,
+    detail_crops,
+    detail_scale,
+    photo_texture_extractor,
+)
 from fastganfit.fitting.photos import Photo, load_photo
 from fastganfit.fitting.report_image import report_images
 from fastganfit.fitting.settings import FitSettings
@@ -55,7 +61,8 @@ class FitOptions:
     ``batch_size``: images optimised together. ``min_face``: smallest face box side (pixels) accepted.
     ``max_side``: larger photos are downscaled to this longer side. ``progress``: progress bars.
     ``texture_source``: the OBJ's texture, ``photo`` (taken from the photo, completed by the model's; see
-    :mod:`fastganfit.texture.photo_uv`) or ``model`` (the fitted texture model's).
+    :mod:`fastganfit.texture.photo_uv`) or ``model`` (the fitted texture model's). ``photo_light``: what of the
+    fitted light the photo texture divides out, ``brightness`` (keeps the photo's colour balance) or ``colour``.
     """
 
     start: str = "regressor"
@@ -66,10 +73,13 @@ class FitOptions:
     max_side: int = 2048
     progress: bool = True
     texture_source: str = "photo"
+    photo_light: str = "brightness"
 
     def __post_init__(self) -> None:
         if self.texture_source not in TEXTURE_SOURCES:
             raise ValueError(f"texture_source must be one of {TEXTURE_SOURCES}, got {self.texture_source!r}")
+        if self.photo_light not in LIGHT_MODES:
+            raise ValueError(f"photo_light must be one of {LIGHT_MODES}, got {self.photo_light!r}")
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
         if self.start == "mean_face" and self.settings is None:
@@ -197,7 +207,7 @@ class Reconstructor:
         self.views = ViewRenderer(graph, self.crop_size)
         self.topology = mesh_topology(graph)
         self.device = graph.device
-        self.photo_texture = photo_texture_extractor(graph)
+        self.photo_texture = photo_texture_extractor(graph, light=options.photo_light)
         self.detail_scale = detail_scale(self.photo_texture.resolution, self.crop_size)
 
     def fail(self, outcome: ImageOutcome, reason: str) -> None:

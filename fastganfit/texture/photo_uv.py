@@ -108,7 +108,10 @@ class PhotoTextureExtractor(nn.Module):
     ``model`` gives the topology, UV layout and symmetry; ``camera`` and ``lighting`` are the ones the fit used.
     Confidence ramps from 0 at ``cos(normal, view ray) = min_cosine`` to 1 at ``full_cosine``; a texel is visible
     when the rasterised surface at its pixel is within ``depth_tolerance_mm`` (or two pixels' footprint, whichever
-    is larger) of it. ``mirror``: complete hidden texels from their mirror image.
+    is larger) of it. ``mirror``: complete hidden texels from their mirror image. ``light_colour``: divide out the
+    fitted light with its colour (exact when the fit is); ``False`` divides out only its brightness (the mean gain
+    over the channels), keeping the photo's colour balance, which is safer when a fit confuses a coloured light
+    with the skin's colour.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class PhotoTextureExtractor(nn.Module):
         full_cosine: float = 0.45,
         depth_tolerance_mm: float = 3.0,
         mirror: bool = True,
+        light_colour: bool = True,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -132,6 +136,7 @@ class PhotoTextureExtractor(nn.Module):
         self.camera, self.lighting, self.backend = camera, lighting, backend
         self.min_cosine, self.full_cosine = float(min_cosine), float(full_cosine)
         self.depth_tolerance_mm, self.mirror = float(depth_tolerance_mm), bool(mirror)
+        self.light_colour = bool(light_colour)
         self.register_buffer("faces", model.faces.long(), persistent=False)
         self.register_buffer("texel_face", layout.face_index, persistent=False)
         self.register_buffer("texel_bary", layout.bary, persistent=False)
@@ -173,6 +178,9 @@ class PhotoTextureExtractor(nn.Module):
         confidence = smooth_ramp(cosine, self.min_cosine, self.full_cosine) * visible * inside * self.coverage
         offset = self.lighting.shade(torch.zeros_like(colour), normal, to_camera, light_params)
         gain = self.lighting.shade(torch.ones_like(colour), normal, to_camera, light_params) - offset
+        if not self.light_colour:
+            gain = gain.mean(1, keepdim=True).expand_as(gain)
+            offset = offset.mean(1, keepdim=True).expand_as(offset)
         lit = (gain > MIN_GAIN).all(1, keepdim=True)
         albedo = (colour - offset) / gain.clamp(min=MIN_GAIN)
         return albedo * self.coverage, confidence * lit
