@@ -82,7 +82,7 @@ def astronaut_figure(ckpt: Path, refine: bool, path: Path) -> None:
     with torch.enable_grad():
         params, _, crops = runner.fit_batch([prepared])
     views = runner.views(crops, params)
-    extractor = photo_texture_extractor(graph, 256)
+    extractor = photo_texture_extractor(graph, 256, options.photo_light)
     scale = detail_scale(extractor.resolution, runner.crop_size)
     sharp = detail_crops([prepared.photo.image], [prepared.face.transform], runner.crop_size, scale)
     out = extractor(sharp, views.vertices, params.camera, params.light, views.texture)
