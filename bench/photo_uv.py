@@ -57,7 +57,7 @@ def shard_throughput(ckpt: Path, photos: int) -> float:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("photo_uv_shards", overrides=[f"input={inputs}", f"output={Path(folder) / 'uv'}",
                                                         f"ckpt={ckpt}", "progress=false", "device=cpu",
-                                                        "max_photometric_error=1.0"])  # fmt: skip
+                                                        "max_landmark_error=1.0"])  # fmt: skip
         started = time.perf_counter()
         record = run_part(dict(cfg), 0)
         seconds = time.perf_counter() - started

@@ -65,7 +65,7 @@ def read_samples(shards: list[Path]) -> dict[str, dict[str, bytes]]:
 def test_face_shards_to_uv_shards_in_parts_and_resume(checkpoint, face_shards, tmp_path) -> None:
     output = tmp_path / "uv"
     cfg = config(checkpoint, f"input={face_shards}", "input_format=face_shards", f"output={output}", "num_parts=2",
-                 "max_photometric_error=1.0", "min_coverage=0.05")  # fmt: skip
+                 "max_landmark_error=1.0", "min_coverage=0.05")  # fmt: skip
     records = run(cfg)
     assert [record.part for record in records] == [0, 1]
     assert [record.inputs for record in records] == [3, 3] and sum(r.written for r in records) == FACES
@@ -101,6 +101,13 @@ def test_fit_quality_thresholds_skip_faces_with_reasons(checkpoint, face_shards,
     assert record.inputs == 2 and record.written == 0 and record.shards == []
     assert all("covers" in entry["reason"] and "min_coverage 99.0%" in entry["reason"] for entry in record.skipped)
     assert not list(tmp_path.rglob("*.tar")) and summarise(tmp_path, 3) is None
+    for override, reason in (("max_landmark_error=0.0001", "landmark error"),
+                             ("max_photometric_error=0.0001", "photometric error")):  # fmt: skip
+        folder = tmp_path / override.split("=")[0]
+        cfg = config(checkpoint, f"input={face_shards}", "input_format=face_shards", f"output={folder}", "part=1",
+                     "num_parts=3", "min_coverage=0.0", "max_landmark_error=1.0", override)  # fmt: skip
+        (record,) = run(cfg)
+        assert record.written == 0 and all(reason in entry["reason"] for entry in record.skipped), record.skipped
 
 
 def test_photos_are_detected_and_unusable_ones_listed(checkpoint, tmp_path) -> None:
@@ -109,7 +116,7 @@ def test_photos_are_detected_and_unusable_ones_listed(checkpoint, tmp_path) -> N
     Image.fromarray(data.astronaut()).save(photos / "astronaut.png")
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(photos / "blank.png")
     (photos / "notes.txt").write_text("not a photo")
-    cfg = config(checkpoint, f"input={photos}", f"output={tmp_path / 'uv'}", "max_photometric_error=1.0")
+    cfg = config(checkpoint, f"input={photos}", f"output={tmp_path / 'uv'}", "max_landmark_error=1.0")
     record = run_part(dict(cfg), 0)
     assert record.written == 1 and record.inputs == 3
     reasons = {Path(entry["source"]).name: entry["reason"] for entry in record.skipped}
@@ -142,7 +149,7 @@ def test_photos_to_texture_prior_to_reconstruction_loop(checkpoint, face_shards,
     uv = tmp_path / "uv"
     made = command("-m fastganfit.cli.photo_uv_shards", f"input={face_shards}", "input_format=face_shards",
                    f"output={uv}", f"ckpt={checkpoint}", "resolution=32", "num_parts=2", "workers=2",
-                   "max_photometric_error=1.0", "progress=false", f"hydra.run.dir={tmp_path / 'h1'}")  # fmt: skip
+                   "max_landmark_error=1.0", "progress=false", f"hydra.run.dir={tmp_path / 'h1'}")  # fmt: skip
     assert made.returncode == 0, made.stderr[-3000:]
     assert f"{FACES} UV textures from {FACES} inputs in 2 part(s)" in made.stdout
 

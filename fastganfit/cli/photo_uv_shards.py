@@ -46,6 +46,17 @@ from fastganfit.regression.checkpoint import load_fast_ganfit
 NAME = "photo_uv_shards"
 
 
+def shard_options(cfg: DictConfig) -> UVShardOptions:
+    """The :class:`UVShardOptions` of a configuration (checked)."""
+    photometric = cfg.max_photometric_error
+    return UVShardOptions(
+        min_coverage=float(cfg.min_coverage),
+        max_landmark_error=float(cfg.max_landmark_error),
+        max_photometric_error=None if photometric is None else float(photometric),
+        max_per_shard=int(cfg.max_per_shard),
+    )
+
+
 def check(cfg: DictConfig) -> None:
     """Raise ``ValueError`` naming the first bad option."""
     for key in ("input", "output"):
@@ -59,7 +70,7 @@ def check(cfg: DictConfig) -> None:
         raise ValueError(f"num_parts and workers must be at least 1, got {cfg.num_parts} and {cfg.workers}")
     if cfg.part is not None:
         part_folder(cfg.output, int(cfg.part), int(cfg.num_parts))
-    UVShardOptions(float(cfg.min_coverage), float(cfg.max_photometric_error), int(cfg.max_per_shard))
+    shard_options(cfg)
 
 
 def run_part(config: dict[str, Any], part: int, threads: int | None = None) -> PartRecord:
@@ -93,8 +104,7 @@ def run_part(config: dict[str, Any], part: int, threads: int | None = None) -> P
         items = partial(photo_items, runner, source, part, num_parts, scale)
     else:
         items = partial(face_shard_items, source, part, num_parts, graph.crop_size)
-    shard_options = UVShardOptions(float(cfg.min_coverage), float(cfg.max_photometric_error), int(cfg.max_per_shard))
-    record = write_part(runner, extractor, items, folder, PartRecord(part, num_parts), shard_options, default_log)
+    record = write_part(runner, extractor, items, folder, PartRecord(part, num_parts), shard_options(cfg), default_log)
     default_log(f"{folder}: {record.written} of {record.inputs} inputs written, {len(record.skipped)} skipped")
     return record
 

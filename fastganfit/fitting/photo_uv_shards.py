@@ -37,20 +37,25 @@ INPUT_FORMATS = ("photos", "face_shards")
 
 @dataclass(frozen=True)
 class UVShardOptions:
-    """What makes a usable UV sample: ``min_coverage`` (the photo texture's confidence-weighted share of the UV map)
-    and ``max_photometric_error`` (mean absolute colour error of the fitted render on the face, [0, 1] units).
-    ``max_per_shard`` samples per tar file, shard ``prefix``."""
+    """What makes a usable UV sample: ``min_coverage`` (the photo texture's confidence-weighted share of the UV map),
+    ``max_landmark_error`` (mean distance of the fit's landmarks from the detected ones, a fraction of the crop side:
+    misplaced geometry puts colours on the wrong texels) and ``max_photometric_error`` (mean absolute colour error of
+    the fitted render on the face, [0, 1] units; ``None``: not checked, as a fit's colour error comes mostly from
+    its light, which the photo texture need not share). ``max_per_shard`` samples per tar file, shard ``prefix``."""
 
     min_coverage: float = 0.1
-    max_photometric_error: float = 0.15
+    max_landmark_error: float = 0.04
+    max_photometric_error: float | None = None
     max_per_shard: int = 1000
     prefix: str = "uv"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_coverage < 1.0:
             raise ValueError(f"min_coverage must be in [0, 1), got {self.min_coverage}")
-        if self.max_photometric_error <= 0:
-            raise ValueError(f"max_photometric_error must be positive, got {self.max_photometric_error}")
+        if self.max_landmark_error <= 0:
+            raise ValueError(f"max_landmark_error must be positive, got {self.max_landmark_error}")
+        if self.max_photometric_error is not None and self.max_photometric_error <= 0:
+            raise ValueError(f"max_photometric_error must be positive or None, got {self.max_photometric_error}")
         if self.max_per_shard < 1:
             raise ValueError(f"max_per_shard must be at least 1, got {self.max_per_shard}")
 
@@ -187,7 +192,10 @@ def uv_samples(
             if coverage < options.min_coverage:
                 skip(item.source, f"its photo texture covers {coverage:.1%} of the UV map (min_coverage "
                                   f"{options.min_coverage:.1%})")  # fmt: skip
-            elif errors[index] > options.max_photometric_error:
+            elif landmark_errors[index] > options.max_landmark_error:
+                skip(item.source, f"the fit's landmark error {landmark_errors[index]:.3f} (of the crop side) is above "
+                                  f"max_landmark_error {options.max_landmark_error}")  # fmt: skip
+            elif options.max_photometric_error is not None and errors[index] > options.max_photometric_error:
                 skip(item.source, f"the fit's photometric error {errors[index]:.3f} is above max_photometric_error "
                                   f"{options.max_photometric_error}")  # fmt: skip
             else:
