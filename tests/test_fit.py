@@ -358,6 +358,19 @@ def test_multi_image_run_writes_one_shape_and_texture_per_person(tmp_path, modul
     assert info["batch"] == ["front", "mirrored"] and info["subject"] == "all"
 
 
+def test_texture_source_model_exports_the_model_texture(tmp_path, module, landmarker) -> None:
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    options = FitOptions(progress=False, texture_source="model")
+    report = reconstruct_images(tmp_path / "astronaut.png", tmp_path / "out", module.graph, landmarker, options,
+                                lambda message: None, regressor=module)  # fmt: skip
+    assert len(report.written) == 1
+    folder = tmp_path / "out" / "astronaut"
+    texture, model_texture = (np.asarray(Image.open(folder / name)) for name in ("texture.png", "texture_model.png"))
+    info = json.loads((folder / "fit.json").read_text())
+    assert np.array_equal(texture, model_texture) and info["texture_source"] == "model"
+    assert Image.open(folder / "report.png").size == (6 * CROP + 14, CROP + 4)  # the photo texture is still shown
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the viewer's script")
 def test_viewer_script_draws_the_inlined_mesh(run, tmp_path) -> None:
     root, _, _, _ = run
