@@ -23,7 +23,7 @@ from tiny_checkpoint import TINY_MODEL_OVERRIDES, write_tiny_checkpoint
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.photo_uv_shards import check, run, run_part
 from fastganfit.data.synthetic import generate_synthetic_faces
-from fastganfit.data.uv_shards import read_manifest, uv_texture_dataset
+from fastganfit.data.uv_shards import read_manifest, uv_texture_dataset, write_uv_shards
 from fastganfit.fitting.photo_texture import detail_crops, detail_scale
 from fastganfit.fitting.photo_uv_shards import PART_RECORD, finished_part, part_folder, summarise
 from fastganfit.perception.crop import warp_image
@@ -207,3 +207,11 @@ def test_documented_commands_compose() -> None:
         overrides = [a.replace("$SLURM_ARRAY_TASK_ID", "3") for a in arguments.split() if "=" in a]
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             check(compose("photo_uv_shards", overrides=overrides))
+
+
+def test_uv_sample_info_must_be_a_dict(tmp_path) -> None:
+    texture = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="sample 'a': info must be a dict, got str"):
+        write_uv_shards([("a", texture, None, "source.jpg")], tmp_path)
+    write_uv_shards([("a", texture, None, {"source": "a.jpg"})], tmp_path / "ok")
+    assert json.loads(read_samples(sorted((tmp_path / "ok").glob("*.tar")))["a"]["json"]) == {"source": "a.jpg"}
