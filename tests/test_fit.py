@@ -285,8 +285,9 @@ def test_outputs_load_and_match_the_fit(run, shape_bias) -> None:
     root, _, _, _ = run
     folder = root / "out" / "astronaut"
     assert sorted(path.name for path in folder.iterdir()) == sorted(
-        ["mesh.obj", "mesh.mtl", "texture.png", "params.npz", "overlay.png", "report.png", "fit.json"]
-    )
+        ["mesh.obj", "mesh.mtl", "texture.png", "params.npz", "overlay.png", "report.png", "fit.json",
+         "texture_model.png", "texture_mask.png"]
+    )  # fmt: skip
     mesh = trimesh.load(folder / "mesh.obj", process=False)
     ours = read_obj(folder / "mesh.obj")
     assert len(ours.vertices) == 9409 and len(mesh.faces) == len(ours.faces) == 18460  # trimesh splits UV seams
@@ -306,9 +307,16 @@ def test_outputs_load_and_match_the_fit(run, shape_bias) -> None:
     changed = np.abs(overlay.astype(int) - photo).sum(-1) > 30
     ys, xs = np.nonzero(changed)
     assert 0.03 < changed.mean() < 0.2 and 150 < xs.mean() < 300 and 60 < ys.mean() < 200  # the face, not elsewhere
-    assert Image.open(folder / "report.png").size == (5 * CROP + 12, CROP + 4)
+    assert Image.open(folder / "report.png").size == (6 * CROP + 14, CROP + 4)
     info = json.loads((folder / "fit.json").read_text())
     assert info["method"] == "regression" and info["faces_found"] == 1
+    # the OBJ carries the photo texture (the default); the model's is kept beside it with the photo's confidence
+    names = ("texture.png", "texture_model.png", "texture_mask.png")
+    photo_texture, model_texture, mask = (np.asarray(Image.open(folder / name)).astype(int) for name in names)
+    assert photo_texture.shape == model_texture.shape == mask.shape == (32, 32, 3)
+    seen = mask[..., 0] > 250
+    assert info["texture_source"] == "photo" and 0.2 < info["photo_texture_coverage"] < 0.9 and 0.1 < seen.mean() < 0.8
+    assert np.abs(photo_texture - model_texture)[seen].mean() > 10  # the astronaut's skin, not the model's
     with np.load(root / "out" / "large" / "params.npz") as params:
         assert float(params["photo_scale"]) == pytest.approx(2048 / 2600)
     assert Image.open(root / "out" / "large" / "overlay.png").size == (2048, 2048)
@@ -348,6 +356,19 @@ def test_multi_image_run_writes_one_shape_and_texture_per_person(tmp_path, modul
         assert not np.array_equal(front[group], mirrored[group])
     info = json.loads((tmp_path / "out" / "front" / "fit.json").read_text())
     assert info["batch"] == ["front", "mirrored"] and info["subject"] == "all"
+
+
+def test_texture_source_model_exports_the_model_texture(tmp_path, module, landmarker) -> None:
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    options = FitOptions(progress=False, texture_source="model")
+    report = reconstruct_images(tmp_path / "astronaut.png", tmp_path / "out", module.graph, landmarker, options,
+                                lambda message: None, regressor=module)  # fmt: skip
+    assert len(report.written) == 1
+    folder = tmp_path / "out" / "astronaut"
+    texture, model_texture = (np.asarray(Image.open(folder / name)) for name in ("texture.png", "texture_model.png"))
+    info = json.loads((folder / "fit.json").read_text())
+    assert np.array_equal(texture, model_texture) and info["texture_source"] == "model"
+    assert Image.open(folder / "report.png").size == (6 * CROP + 14, CROP + 4)  # the photo texture is still shown
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the viewer's script")

@@ -156,6 +156,10 @@ def test_subjects_are_packed_whole_into_batches() -> None:
         FitOptions(start="mean_face")
     with pytest.raises(ValueError, match="subjects must be one of"):
         FitOptions(subjects="people")
+    with pytest.raises(ValueError, match="texture_source must be one of"):
+        FitOptions(texture_source="scan")
+    with pytest.raises(ValueError, match="photo_light must be one of"):
+        FitOptions(photo_light="white")
 
 
 # ---------------------------------------------------------------------------------------------- pictures and files

@@ -3,7 +3,7 @@
 ``train``, ``fit`` and ``evaluate`` are reachable three ways: ``python train.py ...`` (thin scripts at the
 repository root), ``python -m fastganfit.cli.train ...`` and the console script ``fastganfit-train ...``; the data
 commands two: ``python -m fastganfit.cli.prepare ...`` and ``fastganfit-prepare ...`` (likewise ``synthetic``,
-``uv_shards`` / ``fastganfit-uv-shards``). Each has an entry config in the repository's ``conf/`` folder
+``uv_shards`` / ``fastganfit-uv-shards``, ``photo_uv_shards`` / ``fastganfit-photo-uv-shards``). Each has an entry config in the repository's ``conf/`` folder
 (``train.yaml``, ..., ``uv_shards.yaml``).
 """
 

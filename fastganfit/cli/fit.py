@@ -72,6 +72,8 @@ def build(cfg: DictConfig) -> tuple[FaceReconstructionGraph, FastGANFitModule | 
         min_face=float(cfg.min_face),
         max_side=int(cfg.max_side),
         progress=bool(cfg.progress),
+        texture_source=str(cfg.texture_source),
+        photo_light=str(cfg.photo_light),
     )
     return graph, module, instantiate(cfg.landmarks), options
 

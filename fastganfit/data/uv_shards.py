@@ -4,7 +4,9 @@ Schema (one sample per key; keys hold no ``.``, ``/`` or ``\\``):
 
 - ``KEY.png``: the UV texture, 8-bit RGB, square ``R x R``, row 0 = top of the UV map (v = 1);
 - ``KEY.mask.png`` (optional): 8-bit grayscale validity mask of the same size, 255 = valid texel,
-  0 = missing (in-between values are soft weights).
+  0 = missing (in-between values are soft weights);
+- ``KEY.json`` (optional): where the sample came from, e.g. ``{"source": ..., "quality": {...}}`` for textures
+  taken from photos (``fastganfit-photo-uv-shards``); readers of textures ignore it.
 
 Shards are ``{prefix}-000000.tar``, ``{prefix}-000001.tar``, ... in one folder, each written atomically;
 ``manifest.json`` beside them (written last: a folder without it is incomplete) lists the shards, their
@@ -45,12 +47,14 @@ MANIFEST_FORMAT = "fastganfit-uv-shards"
 MANIFEST_VERSION = 1
 TEXTURE_MEMBER = "png"
 MASK_MEMBER = "mask.png"
+INFO_MEMBER = "json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KEY_FORBIDDEN = "./\\"
 MASK_KEEP_THRESHOLD = 1.0 - 1e-4  # a resized texel stays valid only if every source texel it draws on is valid
 
 ImageArray = torch.Tensor | np.ndarray
-UVSample = tuple[str, ImageArray, ImageArray | None]
+#: ``(key, texture, mask or None)``, optionally with a fourth item: a JSON-serialisable ``info`` dict.
+UVSample = tuple[str, ImageArray, ImageArray | None] | tuple[str, ImageArray, ImageArray | None, dict[str, Any]]
 
 
 class NoSamplesError(ValueError):
@@ -108,8 +112,8 @@ def _check_key(key: Any, seen: set[str]) -> str:
 
 def _encode_sample(sample: UVSample, resolution: int | None, seen: set[str]) -> tuple[dict[str, Any], int]:
     """One ``(key, texture, mask)`` -> a webdataset record, and the sample's resolution."""
-    if not isinstance(sample, tuple | list) or len(sample) != 3:
-        raise ValueError(f"samples must be (key, texture, mask-or-None) tuples, got {type(sample).__name__}")
+    if not isinstance(sample, tuple | list) or len(sample) not in (3, 4):
+        raise ValueError(f"samples must be (key, texture, mask-or-None[, info]) tuples, got {type(sample).__name__}")
     key = _check_key(sample[0], seen)
     rgb = _texture_uint8(sample[1], key)
     size = rgb.shape[0]
@@ -118,6 +122,10 @@ def _encode_sample(sample: UVSample, resolution: int | None, seen: set[str]) -> 
     record = {"__key__": key, TEXTURE_MEMBER: _png_bytes(rgb)}
     if sample[2] is not None:
         record[MASK_MEMBER] = _png_bytes(_mask_uint8(sample[2], size, key))
+    if len(sample) == 4:
+        if not isinstance(sample[3], dict):
+            raise ValueError(f"sample {key!r}: info must be a dict, got {type(sample[3]).__name__}")
+        record[INFO_MEMBER] = json.dumps(sample[3], sort_keys=True).encode("utf-8")
     seen.add(key)
     return record, size
 
@@ -133,13 +141,14 @@ def write_uv_shards(
     max_per_shard: int = 1000,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Write ``(key, texture, mask)`` samples to ``{prefix}-000000.tar``, ... and ``manifest.json``.
+    """Write ``(key, texture, mask[, info])`` samples to ``{prefix}-000000.tar``, ... and ``manifest.json``.
 
     ``texture`` is ``[3,R,R]`` float in [0, 1] (values outside are clipped) or ``[R,R,3]`` uint8;
-    ``mask`` is ``[R,R]`` bool or float in [0, 1], or ``None``. Every sample must have the same R and a
-    unique key. Samples are streamed; each shard is written to a temporary name and renamed when
-    complete. Refuses a folder that already holds this prefix's shards or a manifest unless
-    ``overwrite`` (then shards the new set does not reuse are deleted). Returns the shard paths.
+    ``mask`` is ``[R,R]`` bool or float in [0, 1], or ``None``; ``info`` (optional) a JSON-serialisable dict
+    (``KEY.json``). Every sample must have the same R and a unique key. Samples are streamed; each shard is
+    written to a temporary name and renamed when complete. Refuses a folder that already holds this prefix's
+    shards or a manifest unless ``overwrite`` (then shards the new set does not reuse are deleted). Returns the
+    shard paths.
     """
     if max_per_shard < 1:
         raise ValueError(f"max_per_shard must be at least 1, got {max_per_shard}")

@@ -1,8 +1,10 @@
 """The files of one reconstructed image, written as one unit into ``<output>/<key>/``:
 
-``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` (the mesh in mm, model frame, with its UV texture),
-``params.npz`` (FaceParams groups and the crop geometry), ``overlay.png`` (the render over the photo),
-``report.png`` (input | render | overlay | texture | side view) and ``fit.json`` (source, notes, objective).
+``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` (the mesh in mm, model frame, with its UV texture: the one taken
+from the photo, or the fitted model's, see ``texture_source``), ``params.npz`` (FaceParams groups and the crop
+geometry), ``overlay.png`` (the render over the photo), ``report.png`` (input | render | overlay | model texture |
+photo texture | side view) and ``fit.json`` (source, notes, objective); with a photo texture also
+``texture_model.png`` (the fitted model's texture) and ``texture_mask.png`` (the photo texture's confidence).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from fastganfit.io.images import save_png
 from fastganfit.io.mesh_export import write_obj
 
 OUTPUT_FILES = ("mesh.obj", "mesh.mtl", "texture.png", "params.npz", "overlay.png", "report.png", "fit.json")
+#: Written besides :data:`OUTPUT_FILES` when a photo texture was extracted.
+PHOTO_TEXTURE_FILES = ("texture_model.png", "texture_mask.png")
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,9 @@ class MeshTopology:
 @dataclass(frozen=True)
 class FaceOutputs:
     """One image's results: ``vertices [V, 3]`` (mm), ``texture`` uint8 ``[Ht, Wt, 3]``, ``arrays`` for
-    ``params.npz`` (name -> array), ``overlay`` and ``report`` uint8 images and the ``info`` of ``fit.json``."""
+    ``params.npz`` (name -> array), ``overlay`` and ``report`` uint8 images and the ``info`` of ``fit.json``;
+    with a photo texture, the fitted ``model_texture`` uint8 ``[Ht, Wt, 3]`` and the photo texture's confidence
+    ``texture_mask`` uint8 ``[Ht, Wt, 3]`` (grey)."""
 
     vertices: np.ndarray
     texture: np.ndarray
@@ -42,6 +48,8 @@ class FaceOutputs:
     overlay: np.ndarray
     report: np.ndarray
     info: dict[str, Any]
+    model_texture: np.ndarray | None = None
+    texture_mask: np.ndarray | None = None
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -52,8 +60,8 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def write_face_outputs(folder: str | Path, topology: MeshTopology, outputs: FaceOutputs) -> Path:
-    """Write :data:`OUTPUT_FILES` into ``folder``: all of them appear together (replacing an older result) or,
-    on any error, none (the folder keeps what it had)."""
+    """Write :data:`OUTPUT_FILES` (and :data:`PHOTO_TEXTURE_FILES` when given) into ``folder``: all of them appear
+    together (replacing an older result) or, on any error, none (the folder keeps what it had)."""
     folder = Path(folder)
     with atomic_folder(folder) as staging:
         write_obj(
@@ -63,5 +71,9 @@ def write_face_outputs(folder: str | Path, topology: MeshTopology, outputs: Face
         (staging / "params.npz").write_bytes(npz_bytes(outputs.arrays))
         save_png(outputs.overlay, staging / "overlay.png")
         save_png(outputs.report, staging / "report.png")
+        if outputs.model_texture is not None:
+            save_png(outputs.model_texture, staging / "texture_model.png")
+        if outputs.texture_mask is not None:
+            save_png(outputs.texture_mask, staging / "texture_mask.png")
         (staging / "fit.json").write_text(json.dumps(outputs.info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return folder

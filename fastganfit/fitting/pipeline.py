@@ -27,6 +27,13 @@ from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
 from fastganfit.fitting.overlay import paste_render
+from fastganfit.fitting.photo_texture import (
+    LIGHT_MODES,
+    coverage_fraction,
+    detail_crops,
+    detail_scale,
+    photo_texture_extractor,
+)
 from fastganfit.fitting.photos import Photo, load_photo
 from fastganfit.fitting.report_image import report_images
 from fastganfit.fitting.settings import FitSettings
@@ -36,9 +43,11 @@ from fastganfit.params import FaceParams
 from fastganfit.perception.landmarks import Landmarker
 from fastganfit.reconstruction.graph import FaceReconstructionGraph
 from fastganfit.regression.module import FastGANFitModule
+from fastganfit.texture.photo_uv import PhotoTexture
 
 STARTS = ("regressor", "mean_face")
 GROUPINGS = ("none", "all", "folder")
+TEXTURE_SOURCES = ("photo", "model")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,9 @@ class FitOptions:
     images of one folder show one person): a person's images share shape and texture latent.
     ``batch_size``: images optimised together. ``min_face``: smallest face box side (pixels) accepted.
     ``max_side``: larger photos are downscaled to this longer side. ``progress``: progress bars.
+    ``texture_source``: the OBJ's texture, ``photo`` (taken from the photo, completed by the model's; see
+    :mod:`fastganfit.texture.photo_uv`) or ``model`` (the fitted texture model's). ``photo_light``: what of the
+    fitted light the photo texture divides out, ``brightness`` (keeps the photo's colour balance) or ``colour``.
     """
 
     start: str = "regressor"
@@ -60,8 +72,14 @@ class FitOptions:
     min_face: float = 64.0
     max_side: int = 2048
     progress: bool = True
+    texture_source: str = "photo"
+    photo_light: str = "brightness"
 
     def __post_init__(self) -> None:
+        if self.texture_source not in TEXTURE_SOURCES:
+            raise ValueError(f"texture_source must be one of {TEXTURE_SOURCES}, got {self.texture_source!r}")
+        if self.photo_light not in LIGHT_MODES:
+            raise ValueError(f"photo_light must be one of {LIGHT_MODES}, got {self.photo_light!r}")
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
         if self.start == "mean_face" and self.settings is None:
@@ -189,6 +207,8 @@ class Reconstructor:
         self.views = ViewRenderer(graph, self.crop_size)
         self.topology = mesh_topology(graph)
         self.device = graph.device
+        self.photo_texture = photo_texture_extractor(graph, light=options.photo_light)
+        self.detail_scale = detail_scale(self.photo_texture.resolution, self.crop_size)
 
     def fail(self, outcome: ImageOutcome, reason: str) -> None:
         """Record and print one input's failure."""
@@ -217,13 +237,21 @@ class Reconstructor:
         crops = torch.stack([torch.from_numpy(np.array(image.face.crop)) for image in batch]).to(self.device)
         crops = crops.permute(0, 3, 1, 2).float() / 255.0
         landmarks = torch.stack([torch.from_numpy(np.array(image.face.landmarks)) for image in batch]).to(self.device)
-        labels = {label: index for index, label in enumerate(dict.fromkeys(image.subject for image in batch))}
-        subjects = torch.tensor([labels[image.subject] for image in batch], device=self.device)
+        params, history = self.fit_crops(crops, landmarks, [image.subject for image in batch])
+        return params, history, crops
+
+    def fit_crops(
+        self, crops: torch.Tensor, landmarks: torch.Tensor, subject_labels: Sequence[str]
+    ) -> tuple[FaceParams, list[ObjectiveRecord]]:
+        """FaceParams of aligned ``crops [B, 3, S, S]`` in [0, 1] with ``landmarks [B, 68, 2]`` (crop pixels), and
+        the optimisation's history; images with the same subject label share shape and texture (when grouping)."""
+        labels = {label: index for index, label in enumerate(dict.fromkeys(subject_labels))}
+        subjects = torch.tensor([labels[label] for label in subject_labels], device=self.device)
         shared = self.options.subjects != "none"
         if self.options.start == "regressor":
             params = regress(self.regressor, crops, landmarks)
         else:
-            params = FaceParams.zeros(self.graph.sizes, len(batch), device=self.device)
+            params = FaceParams.zeros(self.graph.sizes, crops.shape[0], device=self.device)
         history: list[ObjectiveRecord] = []
         if self.options.settings is not None:
             params, history = refine(
@@ -232,11 +260,12 @@ class Reconstructor:
             )  # fmt: skip
         elif shared:
             params = share_subject_groups(params, subjects)
-        return params, history, crops
+        return params, history
 
     def outputs(self, image: PreparedImage, index: int, params: FaceParams, views: FaceViews, report: np.ndarray,
-                history: Sequence[ObjectiveRecord], batch_keys: Sequence[str]) -> FaceOutputs:  # fmt: skip
-        """The files' content for face ``index`` of a batch."""
+                history: Sequence[ObjectiveRecord], batch_keys: Sequence[str],
+                photo_texture: PhotoTexture) -> FaceOutputs:  # fmt: skip
+        """The files' content for face ``index`` of a batch (``photo_texture``: the batch's photo textures)."""
         face, photo = image.face, image.photo
         wide = image_to_uint8(views.wide[index])
         wide_mask = views.wide_mask[index, 0].detach().cpu().numpy()
@@ -262,10 +291,15 @@ class Reconstructor:
             "batch_objective": stage_summary(history),
             "batch": list(batch_keys),
             "subject": image.subject if self.options.subjects != "none" else None,
+            "texture_source": self.options.texture_source,
+            "photo_texture_coverage": coverage_fraction(photo_texture.confidence[index], self.photo_texture),
         }
+        chosen = photo_texture.blended if self.options.texture_source == "photo" else views.texture
         return FaceOutputs(
             vertices=views.vertices[index].detach().cpu().numpy(),
-            texture=image_to_uint8(views.texture[index]),
+            texture=image_to_uint8(chosen[index]),
+            model_texture=image_to_uint8(views.texture[index]),
+            texture_mask=image_to_uint8(photo_texture.confidence[index].expand(3, -1, -1)),
             arrays=arrays,
             overlay=paste_render(photo.image, wide, wide_mask, wide_transform),
             report=report,
@@ -331,7 +365,11 @@ def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output:
     try:
         params, history, crops = runner.fit_batch(batch)
         views = runner.views(crops, params)
-        reports = report_images(crops, views)
+        with torch.no_grad():
+            sharp = detail_crops([image.photo.image for image in batch], [image.face.transform for image in batch],
+                                 runner.crop_size, runner.detail_scale).to(runner.device)  # fmt: skip
+            photo = runner.photo_texture(sharp, views.vertices, params.camera, params.light, views.texture)
+        reports = report_images(crops, views, photo.blended)
     except Exception as error:  # the batch's images fail together; the run goes on
         for image in batch:
             runner.fail(image.outcome, f"fitting failed ({type(error).__name__}: {error})")
@@ -340,7 +378,7 @@ def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output:
     keys = [image.item.key for image in batch]
     for index, image in enumerate(batch):
         try:
-            outputs = runner.outputs(image, index, params, views, reports[index], history, keys)
+            outputs = runner.outputs(image, index, params, views, reports[index], history, keys, photo)
             folder = write_face_outputs(output / image.item.key, runner.topology, outputs)
         except Exception as error:
             runner.fail(image.outcome, f"could not be written ({type(error).__name__}: {error})")

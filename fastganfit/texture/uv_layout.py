@@ -15,10 +15,14 @@ from fastganfit.render.rasterizer import rasterize_torch
 @dataclass
 class UVLayout:
     """``positions [3, R, R]``: mean-face position (mm) of each texel (zero where unused);
-    ``coverage [1, R, R]``: 1 where a UV triangle covers the texel. Row 0 is the top of the map (v = 1)."""
+    ``coverage [1, R, R]``: 1 where a UV triangle covers the texel; ``face_index [R, R]``: the triangle covering
+    each texel (-1 where unused) and ``bary [R, R, 3]`` the texel centre's barycentric coordinates in it (so any
+    per-vertex quantity, e.g. a fitted mesh, can be read at every texel). Row 0 is the top of the map (v = 1)."""
 
     positions: torch.Tensor
     coverage: torch.Tensor
+    face_index: torch.Tensor
+    bary: torch.Tensor
 
     @property
     def resolution(self) -> int:
@@ -40,4 +44,4 @@ def rasterize_uv_layout(model: MorphableModel, resolution: int) -> UVLayout:
     face_index = rasterize_torch(screen, model.face_uvs, (resolution, resolution))
     fragments = compute_fragments(screen, model.face_uvs, face_index)
     positions = interpolate_vertex_attributes(fragments, model.mean.unsqueeze(0), model.faces)[0]
-    return UVLayout(positions=positions, coverage=fragments.mask[0])
+    return UVLayout(positions=positions, coverage=fragments.mask[0], face_index=face_index[0], bary=fragments.bary[0])
