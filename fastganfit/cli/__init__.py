@@ -3,8 +3,8 @@
 ``train``, ``fit`` and ``evaluate`` are reachable three ways: ``python train.py ...`` (thin scripts at the
 repository root), ``python -m fastganfit.cli.train ...`` and the console script ``fastganfit-train ...``; the data
 commands two: ``python -m fastganfit.cli.prepare ...`` and ``fastganfit-prepare ...`` (likewise ``synthetic``,
-``uv_shards`` / ``fastganfit-uv-shards``, ``photo_uv_shards`` / ``fastganfit-photo-uv-shards``). Each has an entry config in the repository's ``conf/`` folder
-(``train.yaml``, ..., ``uv_shards.yaml``).
+``uv_shards`` / ``fastganfit-uv-shards``, ``photo_uv_shards`` / ``fastganfit-photo-uv-shards``). Each has an
+entry config in the repository's ``conf/`` folder (``train.yaml``, ..., ``photo_uv_shards.yaml``).
 """
 
 from pathlib import Path
