@@ -143,20 +143,29 @@ class FastGANFitModule(L.LightningModule):
         return self.graph.objective(result, self.loss)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """Loss of one batch; logs ``train/<term>``, ``train/total``, ``train/lr`` and ``train/images_per_second``."""
+        """Loss of one batch; logs ``train/<term>`` every step, and on the trainer's logging steps ``train/lr``,
+        ``train/images_per_second`` and the progress bar's ``loss`` (host values: logging them every step would
+        cost a host synchronisation per step). Picture panels: rank 0, every ``log_images_every_n_steps``."""
         now = time.perf_counter()
         batch_size = batch["image"].shape[0]
         result = self.reconstruct(batch["image"], batch["landmarks"])
         total, terms = self.objective(result)
-        logs = {f"train/{name}": value for name, value in terms.items()}
-        logs["train/lr"] = torch.tensor(self.optimizers().param_groups[0]["lr"])
-        if self._last_step_time is not None:
-            logs["train/images_per_second"] = torch.tensor(batch_size / max(now - self._last_step_time, 1e-9))
+        self.log_dict(
+            {f"train/{name}": value for name, value in terms.items()},
+            on_step=True,
+            on_epoch=False,
+            prog_bar=False,
+            batch_size=batch_size,
+        )
+        if self.global_step % max(self.trainer.log_every_n_steps, 1) == 0:
+            logs = {"train/lr": self.optimizers().param_groups[0]["lr"]}
+            if self._last_step_time is not None:
+                logs["train/images_per_second"] = batch_size / max(now - self._last_step_time, 1e-9)
+            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch_size)
+            self.log("loss", terms["total"].detach(), prog_bar=True, on_step=True, batch_size=batch_size, logger=False)
         self._last_step_time = now
-        self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False, batch_size=batch_size)
-        self.log("loss", terms["total"], prog_bar=True, on_step=True, batch_size=batch_size, logger=False)
         every = self.hparams.log_images_every_n_steps
-        if every and self.global_step % every == 0:
+        if every and self.global_step % every == 0 and self.trainer.is_global_zero:
             self.log_images("train/reconstruction", result)
         return total
 
