@@ -85,3 +85,32 @@ def test_ddp_cpu_trainer_config() -> None:
     assert trainer.accelerator == "cpu" and trainer.devices == 2 and trainer.sync_batchnorm is False
     assert trainer.strategy._target_ == "lightning.pytorch.strategies.DDPStrategy"
     assert trainer.strategy.process_group_backend == "gloo"
+
+
+@pytest.mark.slow
+def test_uneven_train_shards_and_one_validation_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 training faces in shards of 2 and 1 and 3 validation faces in one shard, no epoch_samples: every rank
+    still gets the same number of batches (the run would hang otherwise) and validates on its own faces."""
+    train, val = tmp_path / "train", tmp_path / "val"
+    generate_synthetic_faces(train, n=3, seed=0, crop_size=64, max_per_shard=2, progress=False)
+    generate_synthetic_faces(val, n=3, seed=1, crop_size=64, max_per_shard=3, progress=False)
+    weights, run_dir = tmp_path / "weights", tmp_path / "run"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    result = run_train(
+        "experiment=fast_align",
+        "trainer=ddp_cpu",
+        "trainer.max_steps=2",
+        f"hydra.run.dir={run_dir}",
+        *tiny_train_overrides(train),
+        f"data.val_urls={val}",
+        "data.batch_size=1",
+        "+trainer.val_check_interval=2",
+        "+callbacks.rank_weights._target_=test_ddp.RegressorWeightsPerRank",
+        f"+callbacks.rank_weights.folder={weights}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(weights / f"rank{rank}.pt", map_location="cpu", weights_only=True) for rank in (0, 1)]
+    assert [rank["steps"] for rank in ranks] == [2, 2]
+    assert all(torch.equal(ranks[1]["end"][name], value) for name, value in ranks[0]["end"].items())
+    metrics = next((run_dir / "logs").rglob("metrics.csv")).read_text()
+    assert "val/vertex_error_mm" in metrics

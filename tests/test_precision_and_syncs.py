@@ -189,3 +189,36 @@ def test_fitting_reports_the_first_non_finite_step(components: dict) -> None:
     start = FaceParams(**{**start.as_dict(), "shape": torch.full_like(start.shape, float("nan"))})
     with pytest.raises(FloatingPointError, match="fit stage 'full': the objective is nan at step 0"):
         refine(graph, crops, landmarks, start, fit_settings(2))
+
+
+@pytest.mark.slow
+def test_compiled_regressor_keeps_checkpoint_keys_and_outputs(components: dict, shards: Path, tmp_path: Path) -> None:
+    # the "aot_eager" backend traces and differentiates like inductor but needs no C compiler and compiles in
+    # seconds on CPU; compile=True (inductor) is what training on a GPU uses
+    plain = build(components, phase="align")
+    compiled = build(components, phase="align", compile="aot_eager")
+    compiled.regressor.load_state_dict(plain.regressor.state_dict())
+    assert compiled.regressor.state_dict().keys() == plain.regressor.state_dict().keys()
+    assert compiled.state_dict().keys() == plain.state_dict().keys()
+    data = make_data(shards)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    plain.eval(), compiled.eval()
+    with torch.no_grad():
+        expected = plain.reconstruct(batch["image"], batch["landmarks"]).params
+        got = compiled.reconstruct(batch["image"], batch["landmarks"]).params
+    assert all(torch.allclose(got.as_dict()[name], value, atol=1e-5) for name, value in expected.items())
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(compiled, datamodule=make_data(shards))
+    trainer.save_checkpoint(tmp_path / "compiled.ckpt")
+    saved = torch.load(tmp_path / "compiled.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert set(saved) == {f"regressor.{name}" for name in plain.regressor.state_dict()}

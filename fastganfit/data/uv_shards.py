@@ -333,10 +333,15 @@ def open_shards(
     split_by_node: bool,
     split_by_worker: bool,
     empty_check: bool = True,
+    resampled: bool = False,
 ) -> wds.WebDataset:
     """A ``webdataset.WebDataset`` over resolved ``shards``: shard order shuffled each pass when
     ``shuffle_buffer > 0``, split across ranks and DataLoader workers unless disabled, errors passed to
-    ``handler``. ``empty_check=False`` lets a reader that got no shard yield nothing instead of failing."""
+    ``handler``. ``empty_check=False`` lets a reader that got no shard yield nothing instead of failing.
+    ``resampled``: every reader draws shards at random with replacement, endlessly (no split; cut epochs with
+    ``with_epoch``)."""
+    if resampled:
+        return wds.WebDataset(shards, handler=handler, resampled=True, shardshuffle=False, empty_check=empty_check)
     return wds.WebDataset(
         shards,
         handler=handler,

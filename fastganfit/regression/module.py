@@ -78,7 +78,9 @@ class FastGANFitModule(L.LightningModule):
     :func:`learning_rate_scheduler` (``schedule``: constant | cosine | step, over ``schedule_steps``, default the
     trainer's ``max_steps``, after ``warmup_steps``). Image grids (input | render | overlay | UV texture of
     ``num_logged_images`` faces) go to the logger and ``<log_dir>/images`` every ``log_images_every_n_steps``
-    training steps (0: never).
+    training steps (0: never), on global rank 0 only. ``compile``: ``torch.compile`` the regressor in place
+    (``True``: the inductor backend, or a backend's name), which keeps its parameter names and so the
+    checkpoints' keys (compiling the whole module would prefix them with ``_orig_mod.``).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class FastGANFitModule(L.LightningModule):
         init_checkpoint: str | Path | None = None,
         log_images_every_n_steps: int = 200,
         num_logged_images: int = 4,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if phase not in PHASES:
@@ -124,6 +127,8 @@ class FastGANFitModule(L.LightningModule):
             self.regressor.load_state_dict(load_regressor_weights(init_checkpoint))
         for name, head in self.regressor.heads.items():
             head.requires_grad_(name in heads)
+        if compile:
+            self.regressor.compile(backend="inductor" if compile is True else compile)
         self._last_step_time: float | None = None
 
     def reconstruct(self, crop: Tensor, crop_landmarks: Tensor) -> Reconstruction:
