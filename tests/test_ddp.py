@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from test_fast_ganfit import run_train, tiny_train_overrides
+from test_train_entry import TINY_GAN
 
 from fastganfit.data.synthetic import generate_synthetic_faces
 
@@ -19,23 +20,25 @@ STEPS = 3
 
 
 class RegressorWeightsPerRank(L.Callback):
-    """Writes ``<folder>/rank<R>.pt`` on each rank at the end of training: the regressor's parameters at the
-    start and at the end of training (by name) and the keys of the samples that rank trained on."""
+    """Writes ``<folder>/rank<R>.pt`` on each rank at the end of training: the trained parameters (the
+    regressor's, or the whole module's with ``whole_module``) at the start and at the end of training (by name)
+    and the keys of the samples that rank trained on."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, whole_module: bool = False) -> None:
         self.folder = Path(folder)
+        self.whole_module = whole_module
         self.start: dict[str, torch.Tensor] = {}
         self.keys: list[str] = []
 
-    @staticmethod
-    def _parameters(module: L.LightningModule) -> dict[str, torch.Tensor]:
-        return {name: value.detach().clone() for name, value in module.regressor.named_parameters()}
+    def _parameters(self, module: L.LightningModule) -> dict[str, torch.Tensor]:
+        trained = module if self.whole_module else module.regressor
+        return {name: value.detach().clone() for name, value in trained.named_parameters()}
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.start = self._parameters(module)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        self.keys.extend(batch["key"])
+        self.keys.extend(batch.get("key", []))
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -114,3 +117,28 @@ def test_uneven_train_shards_and_one_validation_shard(tmp_path: Path, monkeypatc
     assert all(torch.equal(ranks[1]["end"][name], value) for name, value in ranks[0]["end"].items())
     metrics = next((run_dir / "logs").rglob("metrics.csv")).read_text()
     assert "val/vertex_error_mm" in metrics
+
+
+@pytest.mark.slow
+def test_texture_gan_trains_under_ddp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two backward passes per step (D, then G, toggling requires_grad) through the DDP-wrapped module: both
+    ranks end with the same generator, EMA and discriminator, and both networks trained."""
+    weights = tmp_path / "weights"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    result = run_train(
+        "experiment=texture_gan_procedural",
+        "trainer=ddp_cpu",
+        "trainer.max_steps=4",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *TINY_GAN,
+        "+callbacks.rank_weights._target_=test_ddp.RegressorWeightsPerRank",
+        f"+callbacks.rank_weights.folder={weights}",
+        "+callbacks.rank_weights.whole_module=true",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(weights / f"rank{rank}.pt", map_location="cpu", weights_only=True) for rank in (0, 1)]
+    assert [rank["steps"] for rank in ranks] == [4, 4]
+    start, end = ranks[0]["start"], ranks[0]["end"]
+    assert all(torch.equal(ranks[1]["end"][name], value) for name, value in end.items())
+    changed = {name.split(".")[0] for name in start if not torch.equal(start[name], end[name])}
+    assert {"generator", "discriminator"} <= changed

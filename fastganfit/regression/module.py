@@ -130,6 +130,12 @@ class FastGANFitModule(L.LightningModule):
         if compile:
             self.regressor.compile(backend="inductor" if compile is True else compile)
         self._last_step_time: float | None = None
+        self._image_folder: Path | None = None
+
+    def on_train_start(self) -> None:
+        """Find the picture folder on every rank now: ``trainer.log_dir`` is a collective under DDP, and pictures
+        are logged on rank 0 alone."""
+        self._image_folder = image_folder(self.trainer, "images")
 
     def reconstruct(self, crop: Tensor, crop_landmarks: Tensor) -> Reconstruction:
         """Run the graph on aligned crops ``[B, 3, S, S]`` with landmarks ``[B, 68, 2]`` (module docstring)."""
@@ -219,8 +225,7 @@ class FastGANFitModule(L.LightningModule):
             render.landmark_visibility[:count],
             result.texture[:count],
         )
-        folder = image_folder(self.trainer, "images")
-        log_image_grid(self.logger, folder, name, panels, self.global_step, columns=PANELS_PER_ROW)
+        log_image_grid(self.logger, self._image_folder, name, panels, self.global_step, columns=PANELS_PER_ROW)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over the regressor's trainable parameters, with the learning-rate schedule stepped per step."""
