@@ -23,6 +23,15 @@ def test_every_trainer_sets_its_precision(trainer: str, precision: str | int) ->
     assert cfg.trainer.precision == precision
     if trainer in ("ddp", "slurm"):
         assert cfg.trainer.strategy.broadcast_buffers is False and cfg.trainer.sync_batchnorm is True
+    if trainer in ("ddp", "slurm", "ddp_cpu"):
+        assert cfg.trainer.strategy.find_unused_parameters is False  # every regressor step uses every parameter
+
+
+@pytest.mark.parametrize("trainer", ["ddp", "ddp_cpu", "slurm"])
+def test_texture_gan_lets_ddp_find_unused_parameters(trainer: str) -> None:
+    with initialize_config_dir(CONF, version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=texture_gan_procedural", f"trainer={trainer}"])
+    assert cfg.trainer.strategy.find_unused_parameters is True
 
 
 def test_cpu_trainer_instantiates_with_each_precision(tmp_path: Path) -> None:
@@ -43,7 +52,7 @@ def test_slurm_sweep_launcher_composes_and_instantiates(tmp_path: Path) -> None:
     with initialize_config_dir(CONF, version_base="1.3"):
         cfg = compose(
             "train",
-            overrides=["hydra/launcher=slurm_gpu", "trainer=slurm", "experiment=fast_full",
+            overrides=["hydra/launcher=slurm_gpu", "trainer=slurm", "experiment=fast_full", "loss.identity=1.0",
                        "hydra.launcher.partition=gpu", f"hydra.sweep.dir={tmp_path}"],
             return_hydra_config=True,
         )  # fmt: skip

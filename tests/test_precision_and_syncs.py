@@ -32,6 +32,15 @@ from fastganfit.regression.module import FastGANFitModule
 from fastganfit.render.face_renderer import FaceRenderer
 
 
+@pytest.fixture
+def sync_free(components: dict):
+    """The components' dlib chip aligner in its sync-free mode (the mode of images on a GPU) for one test."""
+    aligner = components["identity"].aligner
+    aligner.sync_free = True
+    yield
+    aligner.sync_free = None
+
+
 def build(components: dict, phase: str = "full", **kwargs) -> FastGANFitModule:
     weights = ALIGN_WEIGHTS if phase == "align" else FULL_WEIGHTS
     settings = {"lr": 1e-3, "schedule": "constant", "log_images_every_n_steps": 0, **kwargs}
@@ -115,7 +124,7 @@ class RecordSecondStep(L.Callback):
 
 
 def test_training_step_has_no_host_synchronisation(
-    components: dict, ict_model: MorphableModel, shards: Path, tmp_path: Path
+    components: dict, ict_model: MorphableModel, shards: Path, tmp_path: Path, sync_free: None
 ) -> None:
     # pytorch3d is the backend CUDA uses ("auto"); the torch z-buffer has one documented sync (below)
     renderer = FaceRenderer.from_model(ict_model, image_size=CROP, backend="pytorch3d")
@@ -167,7 +176,9 @@ def fit_settings(steps: int) -> FitSettings:
     return FitSettings((StageSettings("full", steps, 0.01, ("shape", "expression", "camera", "light"), full),))
 
 
-def test_fitting_steps_have_no_host_synchronisation(components: dict, ict_model: MorphableModel) -> None:
+def test_fitting_steps_have_no_host_synchronisation(
+    components: dict, ict_model: MorphableModel, sync_free: None
+) -> None:
     renderer = FaceRenderer.from_model(ict_model, image_size=CROP, backend="pytorch3d")
     graph = build({**components, "renderer": renderer}).graph
     crops, landmarks = torch.rand(2, 3, CROP, CROP), torch.rand(2, 68, 2) * 20 + 22

@@ -238,14 +238,21 @@ def align_pyramid_phase(
 
 
 class DlibChipAligner(nn.Module):
-    """``dlib.get_face_chip``-compatible chips: ``(images [B, 3, H, W], landmarks [B, 68, 2]) -> [B, 3, S, S]``."""
+    """``dlib.get_face_chip``-compatible chips: ``(images [B, 3, H, W], landmarks [B, 68, 2]) -> [B, 3, S, S]``.
 
-    def __init__(self, size: int = 150, padding: float = 0.25) -> None:
+    ``sync_free``: how images are grouped by pyramid level. ``True``: every level the image size allows is
+    computed for the whole batch and each image keeps its own (no host synchronisation; 4-6 times the chip work
+    of one level). ``False``: the levels are read to the host and each level's images are sampled once (cheapest
+    on a CPU, where reading a value waits for nothing). ``None`` (default): ``True`` for images off the CPU.
+    """
+
+    def __init__(self, size: int = 150, padding: float = 0.25, sync_free: bool | None = None) -> None:
         super().__init__()
         if size < 2 or padding < 0:
             raise ValueError(f"size must be >= 2 and padding >= 0, got size={size}, padding={padding}")
         self.size = size
         self.padding = padding
+        self.sync_free = sync_free
 
     def chip_to_image(self, landmarks: Tensor) -> Tensor:
         """``[B, 68, 2] -> [B, 2, 3]`` map from chip pixels to image pixels (without pyramid)."""
@@ -255,16 +262,23 @@ class DlibChipAligner(nn.Module):
     def forward(self, images: Tensor, landmarks: Tensor) -> Tensor:
         """Chips ``[B, 3, size, size]`` from images ``[B, 3, H, W]`` and iBUG-68 landmarks ``[B, 68, 2]``.
 
-        Each image's pyramid level depends on its face size; every level this image size allows is computed
-        for the whole batch and each image keeps its own (no host synchronisation, a few cheap chip samplings
-        more than needed). A face needing more levels than the image has (over 30 times the chip on a 112 px
-        image) is sampled from the deepest with that level's pixel-grid phase.
+        Each image's pyramid level depends on its face size (grouped as ``sync_free`` says). A face needing
+        more levels than the image has (over 30 times the chip on a 112 px image) is sampled from the deepest
+        with that level's pixel-grid phase.
         """
         check_inputs(images, landmarks)
         landmarks = landmarks.to(images.dtype)
         angle, centre, side = dlib_chip_geometry(dlib_five_points(landmarks), self.size, self.padding)
         deepest = usable_pyramid_levels(*images.shape[-2:])
         levels = dlib_pyramid_levels(side.detach(), self.size).clamp_max(deepest)
+        sync_free = images.device.type != "cpu" if self.sync_free is None else self.sync_free
+        if not sync_free:
+            chips = images.new_zeros(images.shape[0], 3, self.size, self.size)
+            for level in levels.unique().tolist():
+                index = (levels == level).nonzero().squeeze(1)
+                group = self._chips_at_level(images[index], angle[index], centre[index], side[index], level)
+                chips = chips.index_copy(0, index, group)
+            return chips
         chips = None
         for level in range(-1, deepest + 1):
             candidate = self._chips_at_level(images, angle, centre, side, level)
