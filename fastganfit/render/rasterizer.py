@@ -101,7 +101,7 @@ def rasterize_pytorch3d(screen: torch.Tensor, faces: torch.Tensor, image_size: t
         0.0,  # blur radius
         1,  # faces per pixel
         _bin_size(max(height, width), device),
-        max(10000, batch * num_faces // 5),  # faces per bin of the coarse pass
+        max(10000, num_faces // 5),  # faces per bin and mesh in the coarse pass
         False,  # perspective-correct barycentrics (not used: ours come from interpolate.py)
         False,  # clip barycentrics
         False,  # cull back faces
