@@ -166,8 +166,12 @@ def manifest_samples(urls: Urls, what: str) -> int:
 
 
 def _absolute(urls: Urls) -> Urls:
-    """Local folder ``urls`` made absolute (lists and anything else unchanged)."""
-    return str(Path(urls).resolve()) if isinstance(urls, str | os.PathLike) and "://" not in str(urls) else urls
+    """A local folder ``urls`` (str or path) made absolute, of the same type; lists and URLs unchanged."""
+    if isinstance(urls, os.PathLike):
+        return Path(urls).resolve()
+    if isinstance(urls, str) and "://" not in urls:
+        return str(Path(urls).resolve())
+    return urls
 
 
 class FaceDataModule(L.LightningDataModule):

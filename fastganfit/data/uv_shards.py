@@ -326,6 +326,11 @@ def shard_urls(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list[st
     return resolved
 
 
+def every_shard(urls: list[str]) -> list[str]:
+    """A webdataset node splitter that gives every rank every shard (no split, and no error under DDP)."""
+    return urls
+
+
 def open_shards(
     shards: list[str],
     handler: Callable[[Exception], bool],
@@ -341,13 +346,16 @@ def open_shards(
     ``resampled``: every reader draws shards at random with replacement, endlessly (no split; cut epochs with
     ``with_epoch``)."""
     if resampled:
-        return wds.WebDataset(shards, handler=handler, resampled=True, shardshuffle=False, empty_check=empty_check)
+        return wds.WebDataset(
+            shards, handler=handler, resampled=True, shardshuffle=False, empty_check=empty_check,
+            nodesplitter=every_shard, workersplitter=every_shard,  # each reader draws its own shards
+        )  # fmt: skip
     return wds.WebDataset(
         shards,
         handler=handler,
         shardshuffle=len(shards) if shuffle_buffer > 0 else False,
         detshuffle=True,  # a new shard order each pass (a seeded shuffle would repeat one order every epoch)
-        nodesplitter=wds.split_by_node if split_by_node else None,
+        nodesplitter=wds.split_by_node if split_by_node else every_shard,
         workersplitter=wds.split_by_worker if split_by_worker else None,
         empty_check=empty_check,
     )
