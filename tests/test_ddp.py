@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +11,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from test_fast_ganfit import run_train, tiny_train_overrides
+from test_train_entry import TINY_GAN
+from test_train_signals import start_train, stop_and_check_checkpoint
 
 from fastganfit.data.synthetic import generate_synthetic_faces
 
@@ -19,23 +22,25 @@ STEPS = 3
 
 
 class RegressorWeightsPerRank(L.Callback):
-    """Writes ``<folder>/rank<R>.pt`` on each rank at the end of training: the regressor's parameters at the
-    start and at the end of training (by name) and the keys of the samples that rank trained on."""
+    """Writes ``<folder>/rank<R>.pt`` on each rank at the end of training: the trained parameters (the
+    regressor's, or the whole module's with ``whole_module``) at the start and at the end of training (by name)
+    and the keys of the samples that rank trained on."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, whole_module: bool = False) -> None:
         self.folder = Path(folder)
+        self.whole_module = whole_module
         self.start: dict[str, torch.Tensor] = {}
         self.keys: list[str] = []
 
-    @staticmethod
-    def _parameters(module: L.LightningModule) -> dict[str, torch.Tensor]:
-        return {name: value.detach().clone() for name, value in module.regressor.named_parameters()}
+    def _parameters(self, module: L.LightningModule) -> dict[str, torch.Tensor]:
+        trained = module if self.whole_module else module.regressor
+        return {name: value.detach().clone() for name, value in trained.named_parameters()}
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.start = self._parameters(module)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        self.keys.extend(batch["key"])
+        self.keys.extend(batch.get("key", []))
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -85,3 +90,87 @@ def test_ddp_cpu_trainer_config() -> None:
     assert trainer.accelerator == "cpu" and trainer.devices == 2 and trainer.sync_batchnorm is False
     assert trainer.strategy._target_ == "lightning.pytorch.strategies.DDPStrategy"
     assert trainer.strategy.process_group_backend == "gloo"
+
+
+@pytest.mark.slow
+def test_uneven_train_shards_and_one_validation_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 training faces in shards of 2 and 1 and 3 validation faces in one shard, no epoch_samples: every rank
+    still gets the same number of batches (one of 2 faces per epoch; the run would hang otherwise) and validates
+    after each epoch."""
+    train, val = tmp_path / "train", tmp_path / "val"
+    generate_synthetic_faces(train, n=3, seed=0, crop_size=64, max_per_shard=2, progress=False)
+    generate_synthetic_faces(val, n=3, seed=1, crop_size=64, max_per_shard=3, progress=False)
+    weights, run_dir = tmp_path / "weights", tmp_path / "run"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    result = run_train(
+        "experiment=fast_align",
+        "trainer=ddp_cpu",
+        "trainer.max_steps=2",
+        f"hydra.run.dir={run_dir}",
+        *tiny_train_overrides(train),
+        f"data.val_urls={val}",  # 3 faces: one each per rank (the third left out), in one batch
+        "+callbacks.rank_weights._target_=test_ddp.RegressorWeightsPerRank",
+        f"+callbacks.rank_weights.folder={weights}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(weights / f"rank{rank}.pt", map_location="cpu", weights_only=True) for rank in (0, 1)]
+    assert [rank["steps"] for rank in ranks] == [2, 2]
+    assert all(torch.equal(ranks[1]["end"][name], value) for name, value in ranks[0]["end"].items())
+    metrics = next((run_dir / "logs").rglob("metrics.csv")).read_text()
+    assert "val/vertex_error_mm" in metrics
+
+
+@pytest.mark.slow
+def test_texture_gan_trains_under_ddp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two backward passes per step (D, then G, toggling requires_grad) through the DDP-wrapped module: both
+    ranks end with the same generator, EMA and discriminator, and both networks trained."""
+    weights = tmp_path / "weights"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    result = run_train(
+        "experiment=texture_gan_procedural",
+        "trainer=ddp_cpu",
+        "trainer.max_steps=4",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *TINY_GAN,
+        "+callbacks.rank_weights._target_=test_ddp.RegressorWeightsPerRank",
+        f"+callbacks.rank_weights.folder={weights}",
+        "+callbacks.rank_weights.whole_module=true",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(weights / f"rank{rank}.pt", map_location="cpu", weights_only=True) for rank in (0, 1)]
+    assert [rank["steps"] for rank in ranks] == [4, 4]
+    start, end = ranks[0]["start"], ranks[0]["end"]
+    assert all(torch.equal(ranks[1]["end"][name], value) for name, value in end.items())
+    changed = {name.split(".")[0] for name in start if not torch.equal(start[name], end[name])}
+    assert {"generator", "discriminator"} <= changed
+
+
+@pytest.mark.slow
+def test_sigterm_under_ddp_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM to the main process of a 2-process run: both ranks stop after the same step, last.ckpt is saved,
+    exit 143; the resumed run continues from that step and ends with the same weights on both ranks."""
+    shards = tmp_path / "shards"
+    generate_synthetic_faces(shards, n=4, seed=0, crop_size=64, max_per_shard=2, progress=False)
+    run_dir = tmp_path / "stopped"
+    run_dir.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    process = start_train(run_dir, shards, "trainer=ddp_cpu")
+    saved = stop_and_check_checkpoint(process, run_dir, lambda p: p.send_signal(signal.SIGTERM))
+    step = saved["global_step"]
+    weights = tmp_path / "weights"
+    resumed = run_train(
+        "experiment=fast_align",
+        "trainer=ddp_cpu",
+        f"trainer.max_steps={step + 2}",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+        *tiny_train_overrides(shards),
+        "+callbacks.rank_weights._target_=test_ddp.RegressorWeightsPerRank",
+        f"+callbacks.rank_weights.folder={weights}",
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ranks = [torch.load(weights / f"rank{rank}.pt", map_location="cpu", weights_only=True) for rank in (0, 1)]
+    assert [rank["steps"] for rank in ranks] == [step + 2, step + 2]
+    assert all(torch.equal(ranks[1]["end"][name], value) for name, value in ranks[0]["end"].items())
+    resumed_start = ranks[0]["start"]
+    assert all(torch.equal(saved["state_dict"][f"regressor.{name}"], value) for name, value in resumed_start.items())

@@ -129,6 +129,24 @@ def test_dlib_batch_with_mixed_pyramid_levels_matches_single_images() -> None:
     assert blurred.std() < 0.6 * naive.std()
 
 
+def test_dlib_sync_free_chips_equal_grouped_chips_with_gradients() -> None:
+    """Every level computed for the whole batch (no host synchronisation) gives the grouped chips and gradients."""
+    size, padding = 40, 0.25
+    chip_points = (torch.tensor(DLIB_TEMPLATE5, dtype=torch.float64) + padding) / (1 + 2 * padding) * size
+    near = _landmarks_with(list(IBUG68_TO_DLIB5), _apply(_similarity(0.1, 1.0, (60.0, 50.0)), chip_points[None])[0])
+    far = _landmarks_with(list(IBUG68_TO_DLIB5), _apply(_similarity(-0.1, 3.5, (30.0, 20.0)), chip_points[None])[0])
+    farther = _landmarks_with(list(IBUG68_TO_DLIB5), _apply(_similarity(0.3, 7.0, (70.0, 60.0)), chip_points[None])[0])
+    landmarks = torch.cat([near, far, farther]).float()
+    results = []
+    for sync_free in (False, True):
+        image = torch.rand(3, 3, 200, 200, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        chips = DlibChipAligner(size, padding, sync_free=sync_free)(image, landmarks)
+        chips.square().sum().backward()
+        results.append((chips.detach(), image.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-6) and results[0][1].abs().sum() > 0
+
+
 def test_chip_gradient_reaches_landmarks_and_image() -> None:
     image = torch.rand(1, 3, 64, 64, requires_grad=True)
     chip_points = (torch.tensor(DLIB_TEMPLATE5, dtype=torch.float64) + 0.25) / 1.5 * 32

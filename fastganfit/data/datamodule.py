@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from fastganfit.data.face_shards import MANIFEST_NAME, face_dataset
+from fastganfit.data.face_shards import MANIFEST_NAME, face_dataset, face_shard_urls, read_face_manifest
 from fastganfit.data.synthetic import generate_synthetic_faces
 from fastganfit.perception.landmarks import IBUG68_MIRROR
 
@@ -146,10 +146,32 @@ def collate_faces(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def _world_size() -> int:
+def _rank_and_world_size() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
-    return int(os.environ.get("WORLD_SIZE", 1))
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def manifest_samples(urls: Urls, what: str) -> int:
+    """The number of samples of shard folders ``urls`` (from their ``manifest.json``); ``ValueError`` naming
+    ``what`` for anything else (a file, glob or pattern has no sample count without reading it)."""
+    entries = [urls] if isinstance(urls, str | os.PathLike) else list(urls)
+    folders = [Path(entry) for entry in entries if Path(entry).is_dir()]
+    if len(folders) != len(entries):
+        raise ValueError(
+            f"FaceDataModule: {what} must be shard folders (with manifest.json) under DDP, so that every rank can "
+            f"take the same number of samples; got {urls!r} (or set data.epoch_samples for training data)"
+        )
+    return sum(int(read_face_manifest(folder)["samples"]) for folder in folders)
+
+
+def _absolute(urls: Urls) -> Urls:
+    """A local folder ``urls`` (str or path) made absolute, of the same type; lists and URLs unchanged."""
+    if isinstance(urls, os.PathLike):
+        return Path(urls).resolve()
+    if isinstance(urls, str) and "://" not in urls:
+        return str(Path(urls).resolve())
+    return urls
 
 
 class FaceDataModule(L.LightningDataModule):
@@ -164,15 +186,21 @@ class FaceDataModule(L.LightningDataModule):
     ``augment``: ``True`` (default :class:`FaceAugment`), ``False``/``None``, a :class:`FaceAugment` or a
     mapping of its fields; applied to training data only.
 
-    ``epoch_samples``: with several ranks, webdataset gives ranks whole shards, so their sample counts
-    can differ and DDP would wait at the end of an epoch. When set, training data repeats endlessly and
-    each epoch is cut to ``epoch_samples / (world_size * max(num_workers, 1))`` samples per reader, the
-    same on every rank.
+    Several ranks (DDP) get the same number of batches whatever the shard layout, so that no rank waits
+    for another at the end of an epoch: training data repeats endlessly and each epoch is cut to
+    ``epoch_samples / (world_size * max(num_workers, 1))`` samples per reader (``epoch_samples`` defaults to
+    the folders' manifest count); readers share the shards when there are enough (each face is seen once
+    per pass), and draw shards at random (webdataset's ``resampled``) when there are fewer shards than
+    readers. Validation: every rank reads every shard and keeps every ``world_size``-th sample, the same
+    count on each (``floor(samples / world_size)``: at most ``world_size - 1`` samples are left out), in
+    one reader process.
 
     ``synthetic``: ``{"train": {...}, "val": {...}}`` keyword arguments of
     :func:`~fastganfit.data.synthetic.generate_synthetic_faces` (``n``, ``seed``, ``crop_size``, ...);
-    :meth:`prepare_data` (rank 0 only) renders that set into the matching ``*_urls`` folder when the
-    folder has no ``manifest.json`` yet. This makes synthetic faces the built-in default training set.
+    :meth:`prepare_data` (global rank 0 only; the other ranks wait at a barrier) renders that set into the
+    matching ``*_urls`` folder (made absolute when the data module is built) when the folder has no
+    ``manifest.json`` yet: a rerun skips finished sets and re-renders interrupted ones. This makes synthetic
+    faces the built-in default training set. Batches are pinned in page-locked memory when CUDA is available.
     """
 
     def __init__(
@@ -204,6 +232,10 @@ class FaceDataModule(L.LightningDataModule):
             raise ValueError(f"FaceDataModule: synthetic takes 'train' and 'val' entries, got {unknown}")
         if synthetic and "val" in synthetic and val_urls is None:
             raise ValueError("FaceDataModule: synthetic['val'] needs val_urls (the folder to render it into)")
+        if synthetic:  # one folder for every node and process, wherever each starts (a shared file system)
+            train_urls = _absolute(train_urls)
+            val_urls = None if val_urls is None else _absolute(val_urls)
+        self.prepare_data_per_node = False  # Lightning: prepare_data on global rank 0, then a barrier
         self.train_urls, self.val_urls = train_urls, val_urls
         self.batch_size, self.num_workers = batch_size, num_workers
         self.shuffle_buffer, self.epoch_samples, self.drop_last = shuffle_buffer, epoch_samples, drop_last
@@ -237,32 +269,47 @@ class FaceDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the webdataset pipelines (after :meth:`prepare_data`, on every rank)."""
-        train = face_dataset(self.train_urls, shuffle_buffer=self.shuffle_buffer, augment=self.augment or _not_flipped)
-        if self.epoch_samples is not None:
-            readers = _world_size() * max(self.num_workers, 1)
-            train = train.with_epoch(math.ceil(self.epoch_samples / readers))  # repeats the shards endlessly
+        rank, world_size = _rank_and_world_size()
+        readers = world_size * max(self.num_workers, 1)
+        augment = self.augment or _not_flipped
+        epoch_samples = self.epoch_samples
+        if world_size > 1 and epoch_samples is None:
+            epoch_samples = manifest_samples(self.train_urls, "data.train_urls")
+        resampled = world_size > 1 and len(face_shard_urls(self.train_urls)) < readers
+        train = face_dataset(self.train_urls, self.shuffle_buffer, augment=augment, resampled=resampled)
+        if epoch_samples is not None:
+            train = train.with_epoch(math.ceil(epoch_samples / readers))  # repeats the shards endlessly
         self.train_dataset = train
-        if self.val_urls is not None:
+        if self.val_urls is None:
+            return
+        if world_size == 1:
             self.val_dataset = face_dataset(self.val_urls, augment=_not_flipped)
+            return
+        per_rank = manifest_samples(self.val_urls, "data.val_urls") // world_size
+        every = face_dataset(self.val_urls, split_by_node=False, split_by_worker=False, augment=_not_flipped)
+        self.val_dataset = every.slice(rank, per_rank * world_size, world_size)
 
-    def _loader(self, dataset: Any, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset: Any, drop_last: bool, num_workers: int) -> DataLoader:
         if dataset is None:
             raise RuntimeError("FaceDataModule: call setup() before asking for a dataloader")
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
+            num_workers=num_workers,
             collate_fn=collate_faces,
             drop_last=drop_last,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, augmented training batches (see the module docstring)."""
-        return self._loader(self.train_dataset, self.drop_last)
+        return self._loader(self.train_dataset, self.drop_last, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in shard order, not augmented; ``[]`` (no validation) without ``val_urls``."""
         if self.val_urls is None:
             return []
-        return self._loader(self.val_dataset, False)
+        # under DDP one reader per rank: every rank's sample count is fixed by the stride over all shards
+        workers = self.num_workers if _rank_and_world_size()[1] == 1 else min(self.num_workers, 1)
+        return self._loader(self.val_dataset, False, workers)

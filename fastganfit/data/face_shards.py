@@ -410,6 +410,7 @@ def face_dataset(
     split_by_node: bool = True,
     split_by_worker: bool = True,
     augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    resampled: bool = False,
 ) -> wds.WebDataset:
     """A webdataset pipeline over face shards yielding :func:`decode_face_sample` dicts (with webdataset's ``__key__``).
 
@@ -417,7 +418,8 @@ def face_dataset(
     through a buffer of that size. Shards (not samples) are split across distributed ranks and then
     DataLoader workers unless disabled: give at least ``world_size * num_workers`` shards, or some
     reader gets none. ``augment`` maps each decoded sample. Corrupt samples are skipped with a
-    ``RuntimeWarning`` and counted in the returned pipeline's ``corrupt_samples.count``.
+    ``RuntimeWarning`` and counted in the returned pipeline's ``corrupt_samples.count``. ``resampled``: each
+    reader draws shards at random with replacement, endlessly (no split; cut epochs with ``with_epoch``).
     """
     if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int) or shuffle_buffer < 0:
         raise ValueError(f"shuffle_buffer must be a non-negative integer, got {shuffle_buffer!r}")
@@ -425,7 +427,13 @@ def face_dataset(
         raise TypeError(f"augment must be callable or None, got {type(augment).__name__}")
     handler = CorruptSampleCounter("face sample")
     dataset = open_shards(
-        face_shard_urls(urls), handler, shuffle_buffer, split_by_node, split_by_worker, empty_check=False
+        face_shard_urls(urls),
+        handler,
+        shuffle_buffer,
+        split_by_node,
+        split_by_worker,
+        empty_check=False,
+        resampled=resampled,
     )
     dataset = dataset.map(decode_face_sample, handler=handler)
     if augment is not None:

@@ -319,6 +319,11 @@ def shard_urls(urls: str | os.PathLike | Sequence[str | os.PathLike]) -> list[st
     return resolved
 
 
+def every_shard(urls: list[str]) -> list[str]:
+    """A webdataset node splitter that gives every rank every shard (no split, and no error under DDP)."""
+    return urls
+
+
 def open_shards(
     shards: list[str],
     handler: Callable[[Exception], bool],
@@ -326,16 +331,24 @@ def open_shards(
     split_by_node: bool,
     split_by_worker: bool,
     empty_check: bool = True,
+    resampled: bool = False,
 ) -> wds.WebDataset:
     """A ``webdataset.WebDataset`` over resolved ``shards``: shard order shuffled each pass when
     ``shuffle_buffer > 0``, split across ranks and DataLoader workers unless disabled, errors passed to
-    ``handler``. ``empty_check=False`` lets a reader that got no shard yield nothing instead of failing."""
+    ``handler``. ``empty_check=False`` lets a reader that got no shard yield nothing instead of failing.
+    ``resampled``: every reader draws shards at random with replacement, endlessly (no split; cut epochs with
+    ``with_epoch``)."""
+    if resampled:
+        return wds.WebDataset(
+            shards, handler=handler, resampled=True, shardshuffle=False, empty_check=empty_check,
+            nodesplitter=every_shard, workersplitter=every_shard,  # each reader draws its own shards
+        )  # fmt: skip
     return wds.WebDataset(
         shards,
         handler=handler,
         shardshuffle=len(shards) if shuffle_buffer > 0 else False,
         detshuffle=True,  # a new shard order each pass (a seeded shuffle would repeat one order every epoch)
-        nodesplitter=wds.split_by_node if split_by_node else None,
+        nodesplitter=wds.split_by_node if split_by_node else every_shard,
         workersplitter=wds.split_by_worker if split_by_worker else None,
         empty_check=empty_check,
     )

@@ -7,6 +7,7 @@ form the data pipeline and :mod:`fastganfit.fitting.faces` produce, and run on t
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -146,20 +147,32 @@ def refine(
             disable=not progress,
             leave=False,
         )
-        for step in bar:
+        steps: list[dict[str, Tensor]] = []
+        for _ in bar:
             optimiser.zero_grad(set_to_none=True)
             total, terms = graph.objective(graph.render(leaves.params(), target), stage.loss)
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"fit stage {stage.name!r}: the objective is {float(total)} at step {step}")
             total.backward()
             optimiser.step()
-            history.append(ObjectiveRecord(stage.name, step, {name: float(value) for name, value in terms.items()}))
-            bar.set_postfix(total=f"{float(total.detach()):.4f}", refresh=False)
+            steps.append({name: value.detach() for name, value in terms.items()})
         with torch.no_grad():
             _, terms = graph.objective(graph.render(leaves.params(), target), stage.loss)
-        history.append(ObjectiveRecord(stage.name, stage.steps, {name: float(value) for name, value in terms.items()}))
+        steps.append(terms)
+        history.extend(stage_records(stage.name, steps))
     leaves.optimise_only(())
     return leaves.params().detach(), history
+
+
+def stage_records(stage: str, steps: Sequence[dict[str, Tensor]]) -> list[ObjectiveRecord]:
+    """The :class:`ObjectiveRecord` of each step of a stage from the per-step terms (device scalars), read to the
+    host in one transfer after the stage (none during it); raises ``FloatingPointError`` naming the first step
+    whose objective was not finite."""
+    names = list(steps[0])
+    values = torch.stack([torch.stack([terms[name].float() for name in names]) for terms in steps]).tolist()
+    records = [ObjectiveRecord(stage, step, dict(zip(names, row, strict=True))) for step, row in enumerate(values)]
+    for record in records:
+        if not math.isfinite(record.total):
+            raise FloatingPointError(f"fit stage {stage!r}: the objective is {record.total} at step {record.step}")
+    return records
 
 
 def fit_from_mean_face(

@@ -30,7 +30,9 @@ from fastganfit.perception.heatmaps import HeatmapSource
 from fastganfit.perception.identity import IdentityNet, IdentityOutput
 from fastganfit.reconstruction.landmark_camera import camera_from_landmarks, landmark_residual_features
 from fastganfit.reconstruction.losses import GANFitLoss
+from fastganfit.render.constants import constant
 from fastganfit.render.face_renderer import FaceRenderer, RenderOutput
+from fastganfit.render.precision import float32_region, to_float32
 
 #: The frozen components a graph owns, by attribute name.
 COMPONENTS: tuple[str, ...] = ("model", "texture", "renderer", "identity", "heatmaps")
@@ -133,7 +135,7 @@ class FaceReconstructionGraph(nn.Module):
         height, width = self.render_size
         if tuple(image.shape[-2:]) == (height, width):
             return image, landmarks
-        scale = landmarks.new_tensor([width / image.shape[-1], height / image.shape[-2]])
+        scale = constant([width / image.shape[-1], height / image.shape[-2]], landmarks)
         resized = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
         return resized.clamp(0, 1), (landmarks + 0.5) * scale - 0.5
 
@@ -174,8 +176,10 @@ class FaceReconstructionGraph(nn.Module):
         return FaceParams(**{**start.as_dict(), "camera": self.landmark_camera(target.landmarks).detach()})
 
     def render(self, params: FaceParams, target: FitTarget) -> Reconstruction:
-        """Render ``params`` (batch B) over the target images; differentiable in ``params``."""
-        vertices = self.model(params.shape, params.expression)
+        """Render ``params`` (batch B) over the target images; differentiable in ``params``. The morphable model and
+        the renderer run in float32 under autocast; the texture model in the autocast precision."""
+        with float32_region(params.shape.device):
+            vertices = self.model(*to_float32(params.shape, params.expression))
         texture = self.texture(params.texture)
         render = self.renderer(vertices, texture, params.camera, params.light, background=target.image)
         return Reconstruction(target, params, vertices, texture, render)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from fastganfit.render.camera import PerspectiveCamera
+from fastganfit.render.constants import constant
 
 JAW_CONTOUR_COUNT = 17  # iBUG-68 indices 0..16 follow the silhouette, not fixed points of the face
 POSIT_ITERATIONS = 3
@@ -68,7 +69,7 @@ def camera_from_landmarks(
         )
     height, width = image_size
     half_side = min(height, width) / 2.0
-    centre = landmarks.new_tensor([(width - 1) / 2.0, (height - 1) / 2.0])
+    centre = constant([(width - 1) / 2.0, (height - 1) / 2.0], landmarks)
     # normalised image coordinates: x_view / depth times the camera's default focal length, y up
     normalised = (landmarks[:, JAW_CONTOUR_COUNT:].double() - centre) / (camera.focal * half_side)
     normalised[..., 1] = -normalised[..., 1]

@@ -116,7 +116,7 @@ def landmark_loss(
             raise ValueError(
                 f"landmark_loss: visibility must be {list(predicted.shape[:2])}, got {list(visibility.shape)}"
             )
-        jaw = list(JAW_CONTOUR)
+        jaw = slice(JAW_CONTOUR[0], JAW_CONTOUR[-1] + 1)  # a slice: a list index is a host-to-device copy
         weight[:, jaw] = visibility[:, jaw].to(weight.dtype)
     if face_size is None:
         face_size = landmark_face_size(target)

@@ -78,7 +78,9 @@ class FastGANFitModule(L.LightningModule):
     :func:`learning_rate_scheduler` (``schedule``: constant | cosine | step, over ``schedule_steps``, default the
     trainer's ``max_steps``, after ``warmup_steps``). Image grids (input | render | overlay | UV texture of
     ``num_logged_images`` faces) go to the logger and ``<log_dir>/images`` every ``log_images_every_n_steps``
-    training steps (0: never).
+    training steps (0: never), on global rank 0 only. ``compile``: ``torch.compile`` the regressor in place
+    (``True``: the inductor backend, or a backend's name), which keeps its parameter names and so the
+    checkpoints' keys (compiling the whole module would prefix them with ``_orig_mod.``).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class FastGANFitModule(L.LightningModule):
         init_checkpoint: str | Path | None = None,
         log_images_every_n_steps: int = 200,
         num_logged_images: int = 4,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if phase not in PHASES:
@@ -124,7 +127,15 @@ class FastGANFitModule(L.LightningModule):
             self.regressor.load_state_dict(load_regressor_weights(init_checkpoint))
         for name, head in self.regressor.heads.items():
             head.requires_grad_(name in heads)
+        if compile:
+            self.regressor.compile(backend="inductor" if compile is True else compile)
         self._last_step_time: float | None = None
+        self._image_folder: Path | None = None
+
+    def on_train_start(self) -> None:
+        """Find the picture folder on every rank now: ``trainer.log_dir`` is a collective under DDP, and pictures
+        are logged on rank 0 alone."""
+        self._image_folder = image_folder(self.trainer, "images")
 
     def reconstruct(self, crop: Tensor, crop_landmarks: Tensor) -> Reconstruction:
         """Run the graph on aligned crops ``[B, 3, S, S]`` with landmarks ``[B, 68, 2]`` (module docstring)."""
@@ -143,20 +154,29 @@ class FastGANFitModule(L.LightningModule):
         return self.graph.objective(result, self.loss)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """Loss of one batch; logs ``train/<term>``, ``train/total``, ``train/lr`` and ``train/images_per_second``."""
+        """Loss of one batch; logs ``train/<term>`` every step, and on the trainer's logging steps ``train/lr``,
+        ``train/images_per_second`` and the progress bar's ``loss`` (host values: logging them every step would
+        cost a host synchronisation per step). Picture panels: rank 0, every ``log_images_every_n_steps``."""
         now = time.perf_counter()
         batch_size = batch["image"].shape[0]
         result = self.reconstruct(batch["image"], batch["landmarks"])
         total, terms = self.objective(result)
-        logs = {f"train/{name}": value for name, value in terms.items()}
-        logs["train/lr"] = torch.tensor(self.optimizers().param_groups[0]["lr"])
-        if self._last_step_time is not None:
-            logs["train/images_per_second"] = torch.tensor(batch_size / max(now - self._last_step_time, 1e-9))
+        self.log_dict(
+            {f"train/{name}": value for name, value in terms.items()},
+            on_step=True,
+            on_epoch=False,
+            prog_bar=False,
+            batch_size=batch_size,
+        )
+        if self.global_step % max(self.trainer.log_every_n_steps, 1) == 0:
+            logs = {"train/lr": self.optimizers().param_groups[0]["lr"]}
+            if self._last_step_time is not None:
+                logs["train/images_per_second"] = batch_size / max(now - self._last_step_time, 1e-9)
+            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=batch_size)
+            self.log("loss", terms["total"].detach(), prog_bar=True, on_step=True, batch_size=batch_size, logger=False)
         self._last_step_time = now
-        self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False, batch_size=batch_size)
-        self.log("loss", terms["total"], prog_bar=True, on_step=True, batch_size=batch_size, logger=False)
         every = self.hparams.log_images_every_n_steps
-        if every and self.global_step % every == 0:
+        if every and self.global_step % every == 0 and self.trainer.is_global_zero:
             self.log_images("train/reconstruction", result)
         return total
 
@@ -205,8 +225,7 @@ class FastGANFitModule(L.LightningModule):
             render.landmark_visibility[:count],
             result.texture[:count],
         )
-        folder = image_folder(self.trainer, "images")
-        log_image_grid(self.logger, folder, name, panels, self.global_step, columns=PANELS_PER_ROW)
+        log_image_grid(self.logger, self._image_folder, name, panels, self.global_step, columns=PANELS_PER_ROW)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over the regressor's trainable parameters, with the learning-rate schedule stepped per step."""

@@ -71,7 +71,7 @@ class PerspectiveCamera(nn.Module):
         """Model-frame ``points [B, N, 3]`` (mm) in the view frame ``[B, N, 3]`` (camera looks down -Z)."""
         rotation = self.rotation(params)
         translation = params[:, TX : TZ + 1] * self.translation_scale
-        translation = translation - translation.new_tensor([0.0, 0.0, self.distance])
+        translation = torch.cat([translation[:, :2], translation[:, 2:] - self.distance], dim=1)
         return points @ rotation.transpose(1, 2) + translation.unsqueeze(1)
 
     def focal_length(self, params: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from fastganfit.render.interpolate import (
     interpolate_vertex_attributes,
 )
 from fastganfit.render.lighting import PhongLighting, SphericalHarmonicsLighting
+from fastganfit.render.precision import float32_region, to_float32
 from fastganfit.render.rasterizer import select_backend
 
 Lighting = PhongLighting | SphericalHarmonicsLighting
@@ -95,7 +96,8 @@ class FaceRenderer(nn.Module):
         """Render ``vertices [B,V,3]`` (mm) with ``texture [B,3,Ht,Wt]`` in [0, 1].
 
         ``camera_params [B,7]``, ``light_params [B,L]`` (see the camera and lighting modules);
-        ``background [B,3,H,W]`` defaults to black.
+        ``background [B,3,H,W]`` defaults to black. Under ``torch.autocast`` the whole render (camera,
+        rasterisation, barycentrics, lighting) still runs in float32 (:mod:`fastganfit.render.precision`).
         """
         batch = vertices.shape[0]
         for name, tensor in (("texture", texture), ("camera_params", camera_params), ("light_params", light_params)):
@@ -103,7 +105,20 @@ class FaceRenderer(nn.Module):
                 raise ValueError(f"{name}: batch size {tensor.shape[0]} differs from vertices' {batch}")
         if texture.ndim != 4 or texture.shape[1] != 3:
             raise ValueError(f"texture: expected [B, 3, H, W], got {list(texture.shape)}")
+        with float32_region(vertices.device):
+            if background is not None:
+                (background,) = to_float32(background)
+            return self._render(*to_float32(vertices, texture, camera_params, light_params), background)
 
+    def _render(
+        self,
+        vertices: torch.Tensor,
+        texture: torch.Tensor,
+        camera_params: torch.Tensor,
+        light_params: torch.Tensor,
+        background: torch.Tensor | None,
+    ) -> RenderOutput:
+        """:meth:`forward` after the checks, in float32 (autocast off): see there."""
         view = self.camera.to_view(vertices, camera_params)
         screen = self.camera.view_to_pixels(view, camera_params, self.image_size)
         rasterize = select_backend(self.backend, vertices.device)

@@ -49,7 +49,7 @@ class PhongLighting(nn.Module):
         _check_params("Phong lighting", params, self.num_params)
         ambient = (1.0 + _per_pixel(params[:, 0:3])).clamp(min=0.0)
         diffuse_colour = _per_pixel(params[:, 3:6])
-        to_light = F.normalize(params[:, 6:9] + params.new_tensor([0.0, 0.0, 1.0]), dim=1)
+        to_light = F.normalize(torch.cat([params[:, 6:8], params[:, 8:9] + 1.0], dim=1), dim=1)
         to_light = _per_pixel(to_light)
         specular = _per_pixel(params[:, 9:10])
         n_dot_l = (normals * to_light).sum(1, keepdim=True)

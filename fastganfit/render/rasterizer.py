@@ -26,17 +26,15 @@ class Rasterizer(Protocol):
 def rasterize_torch(screen: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
     """Vectorised bounding-box z-buffer in plain PyTorch (fast on CPU).
 
-    Every triangle is expanded into the pixel centres of its bounding box; an edge-function test
-    keeps the covered ones and a scatter-min over depth resolves occlusion. Memory grows with the
-    total bounding-box area, so images are processed one at a time.
+    Every triangle of every image is expanded into the pixel centres of its bounding box; an edge-function
+    test and a scatter-min over depth resolve coverage and occlusion for the whole batch at once. Memory
+    grows with the total bounding-box area. One host synchronisation per call remains (the length of the
+    candidate list, which ``repeat_interleave`` needs); the pytorch3d backend, the default on CUDA, has none.
     """
-    return torch.stack([_rasterize_one(vertices, faces, image_size) for vertices in screen])
-
-
-def _rasterize_one(vertices: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    batch = screen.shape[0]
     height, width = image_size
-    device = vertices.device
-    tri = vertices[faces].float()
+    device = screen.device
+    tri = screen[:, faces].float().flatten(0, 1)  # [B*F, 3, 3]
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
     x_lo = x.min(1).values.ceil().clamp(min=0)
     x_hi = x.max(1).values.floor().clamp(max=width - 1)
@@ -47,7 +45,7 @@ def _rasterize_one(vertices: torch.Tensor, faces: torch.Tensor, image_size: tupl
     box_w = (x_hi - x_lo + 1).long()
     count = torch.where(drawable, box_w * (y_hi - y_lo + 1).long(), torch.zeros_like(box_w))
 
-    face_of = torch.repeat_interleave(torch.arange(faces.shape[0], device=device), count)
+    face_of = torch.repeat_interleave(torch.arange(tri.shape[0], device=device), count)  # the one sync
     first = torch.cumsum(count, 0) - count
     offset = torch.arange(face_of.numel(), device=device) - first[face_of]
     px = x_lo[face_of] + (offset % box_w[face_of]).float()
@@ -60,43 +58,64 @@ def _rasterize_one(vertices: torch.Tensor, faces: torch.Tensor, image_size: tupl
     signed_area = area[face_of]
     b0, b1, b2 = w0 / signed_area, w1 / signed_area, w2 / signed_area
     inside = (b0 >= 0) & (b1 >= 0) & (b2 >= 0)
-    depth = b0 * zf[:, 0] + b1 * zf[:, 1] + b2 * zf[:, 2]
-
-    pixel = (py * width + px).long()[inside]
-    depth, face_of = depth[inside], face_of[inside]
-    nearest = torch.full((height * width,), float("inf"), dtype=depth.dtype, device=device)
+    # candidates outside their triangle get infinite depth and so never win (no boolean-mask compaction)
+    depth = torch.where(inside, b0 * zf[:, 0] + b1 * zf[:, 1] + b2 * zf[:, 2], float("inf"))
+    image_of = torch.div(face_of, faces.shape[0], rounding_mode="floor")
+    pixel = image_of * (height * width) + (py * width + px).long()
+    nearest = torch.full((batch * height * width,), float("inf"), dtype=depth.dtype, device=device)
     nearest.scatter_reduce_(0, pixel, depth, reduce="amin")
-    winner = depth <= nearest[pixel]
-    face_index = torch.full((height * width,), -1, dtype=torch.long, device=device)
-    face_index.scatter_reduce_(0, pixel[winner], face_of[winner], reduce="amax")
-    return face_index.view(height, width)
+    winner = inside & (depth <= nearest[pixel])
+    face_in_image = torch.where(winner, face_of - image_of * faces.shape[0], -1)
+    face_index = torch.full((batch * height * width,), -1, dtype=torch.long, device=device)
+    face_index.scatter_reduce_(0, pixel, face_in_image, reduce="amax")
+    return face_index.view(batch, height, width)
 
 
 @torch.no_grad()
 def rasterize_pytorch3d(screen: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """pytorch3d's rasteriser (fast on CUDA; about 3 s per 224x224 image of 20k triangles on CPU)."""
-    from pytorch3d.renderer.mesh.rasterize_meshes import rasterize_meshes
-    from pytorch3d.structures import Meshes
+    """pytorch3d's rasteriser (fast on CUDA; about 3 s per 224x224 image of 20k triangles on CPU).
+
+    Calls pytorch3d's compiled kernel with the packed per-face vertices built here: going through
+    ``Meshes`` and ``rasterize_meshes`` costs four host synchronisations per call (measured with
+    ``tests/host_sync.py``), the kernel none.
+    """
+    from pytorch3d import _C
 
     height, width = image_size
-    batch = screen.shape[0]
+    batch, num_faces = screen.shape[0], faces.shape[0]
     short_side = min(height, width)
     x_ndc = (1.0 - (2.0 * screen[..., 0] + 1.0) / width) * (width / short_side)
     y_ndc = (1.0 - (2.0 * screen[..., 1] + 1.0) / height) * (height / short_side)
     verts = torch.stack([x_ndc, y_ndc, screen[..., 2]], dim=-1).float()
-    meshes = Meshes(verts=verts, faces=faces.unsqueeze(0).expand(batch, -1, -1))
-    pix_to_face, _, _, _ = rasterize_meshes(
-        meshes,
-        image_size=(height, width),
-        blur_radius=0.0,
-        faces_per_pixel=1,
-        bin_size=0 if screen.device.type == "cpu" else None,
-        perspective_correct=False,
-        cull_backfaces=False,
+    face_verts = verts[:, faces].flatten(0, 1).contiguous()  # [B*F, 3, 3]
+    device = screen.device
+    first_face = torch.arange(batch, device=device) * num_faces
+    faces_per_mesh = torch.full((batch,), num_faces, device=device, dtype=torch.long)
+    no_neighbour = torch.full((batch * num_faces,), -1, device=device, dtype=torch.long)
+    pix_to_face, _, _, _ = _C.rasterize_meshes(
+        face_verts,
+        first_face,
+        faces_per_mesh,
+        no_neighbour,
+        (height, width),
+        0.0,  # blur radius
+        1,  # faces per pixel
+        _bin_size(max(height, width), device),
+        max(10000, num_faces // 5),  # faces per bin and mesh in the coarse pass
+        False,  # perspective-correct barycentrics (not used: ours come from interpolate.py)
+        False,  # clip barycentrics
+        False,  # cull back faces
     )
     pix_to_face = pix_to_face[..., 0]
-    offsets = (torch.arange(batch, device=screen.device) * faces.shape[0]).view(-1, 1, 1)
-    return torch.where(pix_to_face >= 0, pix_to_face - offsets, pix_to_face)
+    return torch.where(pix_to_face >= 0, pix_to_face - first_face.view(-1, 1, 1), pix_to_face)
+
+
+def _bin_size(image_side: int, device: torch.device) -> int:
+    """Coarse-to-fine bin side for pytorch3d on CUDA (0: the naive kernel, the only one on CPU): about 16 bins
+    per side, at least 8 pixels."""
+    if device.type != "cuda":
+        return 0
+    return max(8, 1 << max(image_side - 1, 1).bit_length() >> 4)
 
 
 BACKENDS: dict[str, Rasterizer] = {"torch": rasterize_torch, "pytorch3d": rasterize_pytorch3d}
