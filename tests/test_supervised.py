@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -23,6 +24,7 @@ from fastganfit.reconstruction.supervised import SupervisedLoss, parameter_loss,
 from fastganfit.regression.build import build_fast_ganfit
 from fastganfit.render.face_renderer import FaceRenderer
 from fastganfit.texture.procedural import ProceduralTexture
+from fastganfit.training.stages import stage_configs
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
 SIZES = ParamSizes(shape=4, expression=3, texture=2, camera=7, light=1)
@@ -184,3 +186,14 @@ def test_module_adds_supervised_terms_on_batches_with_ground_truth(ict_model, tm
     (total - plain_total).backward()  # the supervised part alone reaches the shape and expression heads
     assert module.regressor.heads["shape"].bias.grad.abs().sum() > 0
     assert module.regressor.heads["expression"].bias.grad.abs().sum() > 0
+
+
+def test_supervision_is_on_in_the_demo_stages_and_off_in_the_paper_recipe() -> None:
+    with initialize_config_dir(str(CONF.parent), version_base="1.3"):
+        demo = compose("train", overrides=["experiment=demo", "run_dir=/tmp/demo_run"])
+        paper = {name: compose("train", overrides=[f"experiment={name}"]) for name in ("fast_align", "fast_full")}
+    for name, stage in stage_configs(demo):
+        supervised = instantiate(stage.model.loss).supervised
+        assert supervised.active_terms == ["vertex"] and supervised.similarity, name
+    for name, config in paper.items():
+        assert instantiate(config.model.loss).supervised.active_terms == [], name
