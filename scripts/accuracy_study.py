@@ -35,6 +35,7 @@ from fastganfit.io.atomic import write_files_atomically
 from fastganfit.io.images import save_png
 from fastganfit.params import FaceParams
 from fastganfit.reconstruction.losses import GANFitLoss
+from fastganfit.reconstruction.supervised import vertex_loss
 from fastganfit.reconstruction.vertex_error import similarity_align
 from fastganfit.regression.checkpoint import build_fast_ganfit_module, load_fast_ganfit
 from fastganfit.render.vertex_colours import render_vertex_colours
@@ -62,6 +63,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ckpt", default=None, help="a train.py checkpoint: adds GANFit++ rows and sets the graph")
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), help=f"subset of {list(SETTINGS)}")
     parser.add_argument("--output", default="outputs/accuracy", help="folder for results.md/json, error_maps.png")
+    parser.add_argument(
+        "--gradients",
+        action="store_true",
+        help="instead of fitting: the cosine between each term's shape gradient and the true vertex error's",
+    )
     arguments = parser.parse_args(argv)
     unknown = sorted(set(arguments.settings) - set(SETTINGS))
     if unknown:
@@ -87,6 +93,35 @@ def fit(graph, crops, landmarks, start: FaceParams, weights: dict[str, float], o
     params, _ = refine(graph, crops, landmarks, start, FitSettings((stage,)))
     with torch.no_grad():
         return graph.model(params.shape, params.expression)
+
+
+GRADIENT_TERMS = ("landmark", "identity", "content", "pixel")
+
+
+def shape_gradient(graph, target, start: FaceParams, loss) -> torch.Tensor:
+    """``d loss / d shape`` ``[B, Ks]`` at ``start`` (``loss``: FaceParams, Reconstruction -> per-face total)."""
+    shape = start.shape.detach().clone().requires_grad_(True)
+    params = replace(start, shape=shape)
+    (gradient,) = torch.autograd.grad(loss(params, graph.render(params, target)), shape)
+    return gradient
+
+
+def gradient_agreement(graph, crops, landmarks, truth, starts: dict[str, FaceParams]) -> str:
+    """A markdown table: per start, the mean over faces of ``cos(grad_shape term, grad_shape true error)`` for each
+    term of :data:`GRADIENT_TERMS` (1: the term pulls the shape straight towards the truth; 0: sideways)."""
+    target = graph.target(crops, landmarks)
+    lines = ["| start | " + " | ".join(GRADIENT_TERMS) + " |", "|---|" + "---|" * len(GRADIENT_TERMS)]
+    for name, start in starts.items():
+        true = shape_gradient(graph, target, start, lambda _, result: vertex_loss(result.vertices, truth, True).sum())
+        cells = []
+        for term in GRADIENT_TERMS:
+            loss = GANFitLoss(**{term: 1.0})
+            gradient = shape_gradient(
+                graph, target, start, lambda _, result, loss=loss: graph.objective(result, loss)[0]
+            )
+            cells.append(f"{float(torch.nn.functional.cosine_similarity(gradient, true, dim=1).mean()):+.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,9 +161,19 @@ def main(argv: list[str] | None = None) -> int:
             "per_vertex": per_vertex.mean(0).numpy(),
         }
 
-    record("mean face", graph.model.mean_vertices(arguments.faces))
     with torch.no_grad():
         regressed = regress(module, crops, landmarks) if arguments.ckpt else None
+    if arguments.gradients:
+        starts = {"mean face": mean_face_start(graph, crops, landmarks)}
+        if regressed is not None:
+            starts["regression"] = regressed
+        starts = {
+            **{f"{name}, oracle": replace(start, **true_params) for name, start in starts.items()},
+            **{f"{name}, mean texture and light": start for name, start in starts.items()},
+        }
+        print(gradient_agreement(graph, crops, landmarks, truth, starts))
+        return 0
+    record("mean face", graph.model.mean_vertices(arguments.faces))
     if regressed is not None:
         record("regression", graph.model(regressed.shape, regressed.expression))
     jobs = [(start, setting, oracle) for start in starts for setting in arguments.settings for oracle in (True, False)]
