@@ -13,6 +13,7 @@ from fastganfit.data.face_shards import FaceShardWriter
 from fastganfit.data.mixing import MixedFaceDataModule, MixedFaceStream, supervised_counts
 from fastganfit.data.synthetic import generate_synthetic_faces
 from fastganfit.reconstruction.supervised import SupervisedLoss
+from fastganfit.training.stages import stage_configs
 
 S = 32
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -117,6 +118,7 @@ def test_hybrid_experiment_composes_and_instantiates(sets) -> None:
             "train",
             overrides=[
                 "experiment=hybrid",
+                "run_dir=/tmp/hybrid_run",
                 f"data.supervised.train_urls={sets['synthetic']}",
                 f"data.supervised.val_urls={sets['synthetic']}",
                 f"data.self_supervised.train_urls={sets['photos']}",
@@ -130,6 +132,7 @@ def test_hybrid_experiment_composes_and_instantiates(sets) -> None:
     batch = next(iter(module.train_dataloader()))
     assert int(batch["has_ground_truth"].sum()) == 2
     loss = instantiate(hybrid.loss)
-    assert isinstance(loss.supervised, SupervisedLoss) and loss.supervised.active_terms == ["vertex", "params"]
-    assert list(hybrid.stages) == ["align", "full"]
-    assert hybrid.stages.full.loss.identity > 0
+    assert isinstance(loss.supervised, SupervisedLoss) and loss.supervised.active_terms == ["vertex"]
+    stages = dict(stage_configs(hybrid))
+    assert list(stages) == ["align", "full"]
+    assert stages["full"].model.loss.identity > 0 and stages["full"].model.loss.supervised.vertex > 0
