@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from fastganfit.params import FaceParams
 from fastganfit.perception.identity import IdentityOutput
+from fastganfit.reconstruction.supervised import SupervisedLoss
 
 JAW_CONTOUR = tuple(range(17))  # iBUG-68 indices 0..16
 TERMS: tuple[str, ...] = ("identity", "content", "pixel", "landmark", "shape", "expression", "texture", "light")
@@ -176,6 +177,10 @@ class GANFitLoss(nn.Module):
     ``expression``, ``texture``, ``light``; ``content_layer_weights`` go to :func:`content_loss`. A term
     with weight 0 is not computed, so its inputs may be left out (``needs_identity`` tells a caller
     whether to run the identity network on the composite at all).
+
+    ``supervised``: an optional :class:`~fastganfit.reconstruction.supervised.SupervisedLoss` (vertex and parameter
+    terms for samples with ground truth), held here so that its weights live in the loss configs; callers with
+    ground truth add it (:meth:`FastGANFitModule.objective <fastganfit.regression.module.FastGANFitModule.objective>`).
     """
 
     def __init__(
@@ -189,6 +194,7 @@ class GANFitLoss(nn.Module):
         texture: float = 0.0,
         light: float = 0.0,
         content_layer_weights: Sequence[float] | None = None,
+        supervised: SupervisedLoss | None = None,
     ) -> None:
         super().__init__()
         self.weights = {
@@ -205,6 +211,7 @@ class GANFitLoss(nn.Module):
         if negative:
             raise ValueError(f"GANFitLoss: weights must be non-negative, got {negative}")
         self.content_layer_weights = None if content_layer_weights is None else list(content_layer_weights)
+        self.supervised = supervised
 
     @property
     def active_terms(self) -> list[str]:

@@ -149,9 +149,23 @@ class FastGANFitModule(L.LightningModule):
             params = replace(params, camera=params.camera + camera)
         return graph.render(params, target)
 
-    def objective(self, result: Reconstruction) -> tuple[Tensor, dict[str, Tensor]]:
-        """The training loss of a reconstruction: the total (scalar) and each active term's batch mean."""
-        return self.graph.objective(result, self.loss)
+    def objective(
+        self, result: Reconstruction, batch: dict[str, Any] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss of a reconstruction: the total (scalar) and each active term's batch mean. With the
+        loss's ``supervised`` terms on, a ``batch`` with ground truth (``vertices``, ``params``,
+        ``has_ground_truth``) adds them, logged as ``supervised_<term>``."""
+        total, terms = self.graph.objective(result, self.loss)
+        supervised = self.loss.supervised
+        if supervised is None or not supervised.active_terms or batch is None or "vertices" not in batch:
+            return total, terms
+        extra, extra_terms = supervised(
+            result.vertices, result.params, batch["vertices"], batch["params"], batch.get("has_ground_truth")
+        )
+        terms.update({f"supervised_{name}": value for name, value in extra_terms.items()})
+        total = total + extra
+        terms["total"] = total.detach()
+        return total, terms
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Loss of one batch; logs ``train/<term>`` every step, and on the trainer's logging steps ``train/lr``,
@@ -160,7 +174,7 @@ class FastGANFitModule(L.LightningModule):
         now = time.perf_counter()
         batch_size = batch["image"].shape[0]
         result = self.reconstruct(batch["image"], batch["landmarks"])
-        total, terms = self.objective(result)
+        total, terms = self.objective(result, batch)
         self.log_dict(
             {f"train/{name}": value for name, value in terms.items()},
             on_step=True,
@@ -184,7 +198,7 @@ class FastGANFitModule(L.LightningModule):
         """The training loss (``val/<term>``) and, on batches with ground-truth ``vertices``, the vertex error."""
         batch_size = batch["image"].shape[0]
         result = self.reconstruct(batch["image"], batch["landmarks"])
-        _, terms = self.objective(result)
+        _, terms = self.objective(result, batch)
         self.log_dict({f"val/{name}": value for name, value in terms.items()}, batch_size=batch_size, sync_dist=True)
         if "vertices" in batch:
             self.log_vertex_errors(result.vertices, batch)
