@@ -42,13 +42,20 @@ def unique_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges, counts
 
 
-def _on_boundary(found: ClosestPoints, faces: np.ndarray, num_vertices: int) -> np.ndarray:
-    """Whether each closest point lies on a boundary edge or boundary vertex of the mesh ``[N]``."""
+def boundary_of(faces: np.ndarray, num_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boundary vertices ``[V]`` (bool) and sorted keys ``a * V + b`` of the boundary edges ``a < b``."""
     edges, counts = unique_edges(faces)
     boundary_edges = edges[counts == 1]
     boundary_vertex = np.zeros(num_vertices, dtype=bool)
     boundary_vertex[boundary_edges.ravel()] = True
-    boundary_keys = boundary_edges[:, 0] * num_vertices + boundary_edges[:, 1]
+    return boundary_vertex, boundary_edges[:, 0] * num_vertices + boundary_edges[:, 1]
+
+
+def _on_boundary(
+    found: ClosestPoints, faces: np.ndarray, num_vertices: int, boundary: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """Whether each closest point lies on a boundary edge or vertex (``boundary``: :func:`boundary_of`) ``[N]``."""
+    boundary_vertex, boundary_keys = boundary
     corners = faces[found.face_ids]
     zero = found.barycentric <= 1e-9
     result = np.zeros(found.face_ids.shape[0], dtype=bool)
@@ -124,6 +131,7 @@ def nonrigid_icp(
     target_corners = target.vertices[target.faces]
     target_normals = np.cross(target_corners[:, 1] - target_corners[:, 0], target_corners[:, 2] - target_corners[:, 0])
     target_normals /= np.maximum(np.linalg.norm(target_normals, axis=1, keepdims=True), 1e-30)
+    boundary = boundary_of(target.faces, target.vertices.shape[0])
 
     for alpha, beta in zip(stiffness, landmark_weights, strict=True):
         for _ in range(iterations_per_stage):
@@ -132,7 +140,7 @@ def nonrigid_icp(
             normals = vertex_normals(deformed, template_faces)
             weights = (
                 (found.distances * unit <= max_distance)
-                & ~_on_boundary(found, target.faces, target.vertices.shape[0])
+                & ~_on_boundary(found, target.faces, target.vertices.shape[0], boundary)
                 & ((normals * target_normals[found.face_ids]).sum(1) >= cos_limit)
             ).astype(np.float64)
             weighted = sp.diags(weights) @ data_matrix
