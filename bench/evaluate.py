@@ -70,7 +70,7 @@ def main() -> None:
 {chr(10).join(rows)}
 
 OMP_NUM_THREADS={threads}; load average {load:.1f} when measured (the machine is shared: the wall clock includes
-waiting for a core, the CPU seconds do not; SuperLU, most of a registration, is single-threaded). The reconstruction is
+waiting for a core, the CPU seconds do not; a registration's linear solves are single-threaded). The reconstruction is
 the registered scan with a 1 mm quadrupole offset along the normals: ganfit and any_topology expect about
 {expected_mean:.3f} mm (the mean |offset| in the crop), deep3dface the RMSE, about {expected_rmse:.3f} mm. A full MICC run is 53 subjects x 3
 settings x 2 frontal scans = 318 pairs plus 106 registrations (parallel over scans: `benchmark.workers`).
