@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fastganfit.benchmarks.now import IBUG68_TO_NOW, NowBenchmark, now_distances
-from fastganfit.evaluation.mesh_io import write_obj
 from fastganfit.evaluation.procedural_meshes import offset_radially, quadrupole_offset, random_similarity, sphere_head
+from fastganfit.io.mesh_export import write_obj
 
 HEAD = sphere_head(radius=80.0, subdivisions=4)
 
@@ -54,7 +54,8 @@ def test_now_loop_on_synthetic_layout(tmp_path):
     for s, subject in enumerate(["FaMoS_180424_03335_TA", "FaMoS_180426_03336_TA"]):
         frame = random_similarity(30 + s)
         (data / "scans" / subject).mkdir(parents=True)
-        write_obj(data / "scans" / subject / "natural_head_rotation.000001.obj", frame.apply(vertices), faces)
+        scan_path = data / "scans" / subject / "natural_head_rotation.000001.obj"
+        write_obj(scan_path, frame.apply(vertices), faces, dtype=np.float64)
         write_pp(
             data / "scans_lmks_onlypp" / subject / "natural_head_rotation.000001_picked_points.pp",
             frame.apply(vertices[now_ids]),
@@ -65,7 +66,7 @@ def test_now_loop_on_synthetic_layout(tmp_path):
             mesh = random_similarity(40 + s, scale=0.001).apply(offset_radially(vertices, offsets))
             folder = predictions / subject / challenge
             folder.mkdir(parents=True)
-            write_obj(folder / f"IMG_{s}.obj", mesh, faces)
+            write_obj(folder / f"IMG_{s}.obj", mesh, faces, dtype=np.float64)
             np.save(folder / f"IMG_{s}.npy", mesh[now_ids])
             expected.setdefault(challenge, []).append(np.abs(offsets[crop_mask(vertices, vertices[now_ids])]))
     lines.append("FaMoS_180426_03336_TA/multiview_occlusions/IMG_9.jpg")  # no prediction

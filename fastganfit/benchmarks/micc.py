@@ -1,25 +1,27 @@
-"""The MICC Florence protocol: template registration to the scans, then per-reconstruction errors.
+"""MICC Florence: template registration to the scans, then per-reconstruction errors (docs/evaluation.md).
 
 Ground truth: each frontal scan ``data_dir/subject_XX/Model/frontal{1,2}/obj/<scan>.obj`` with its 68
 hand-labelled landmarks ``landmarks_dir/subject_XX/Model/frontal{1,2}/obj/<scan>.ljson`` (scan frame, mm).
-A template mesh is registered to each scan (landmark similarity alignment, then non-rigid ICP) and
-the registered template, kept in the scan frame so distances stay in mm, is the ground-truth surface.
+Registration, as GANFit's ``micc_registration.py``: the scan is aligned onto the template's 68 landmarks by
+a norm-ratio similarity (menpo's ``AlignmentSimilarity``), then the template is registered to it by
+non-rigid ICP; the registered template stays in the template's frame (the scan scaled to the template's
+size), with the scan's landmarks mapped there. Registrations are cached in ``cache_dir``.
 
-Per reconstruction and scan: similarity alignment of the reconstruction's 68 landmarks onto the scan's,
-crop to a sphere (95 mm; 60 mm for subject 28) around the scan's nose tip (landmark 30), similarity ICP
-of the reconstruction's vertices inside the sphere onto the ground-truth surface (stop when the mean
-distance improves by less than 0.001 mm), then the symmetric error: the average of the mean distance of
-the reconstruction's vertices inside the sphere to the ground-truth surface and of the ground truth's
-vertices inside the sphere to the reconstruction's surface. The crop selects the measured vertices;
-distances are taken to the whole other surface, so the jagged edge of a cropped mesh adds no error.
-Per subject and setting the minimum over the two frontal scans is kept (the mean over several
-reconstructions of one setting, if given); per setting the mean and standard deviation over subjects.
+Errors per reconstruction and scan: :func:`~fastganfit.benchmarks.micc_protocols.micc_pair_error` with
+``protocol=ganfit`` (default; template frame), ``deep3dface`` or ``any_topology`` (the registered template
+mapped back to the scan's millimetres). Per subject and setting the minimum over the two frontal scans is
+kept (the mean over several reconstructions of one setting, if given); per setting the mean and
+population standard deviation over subjects. Pairs run in parallel over scans (``workers``), and each
+pair's result is cached in ``cache_dir`` so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,105 +29,71 @@ import numpy as np
 from tqdm import tqdm
 
 from fastganfit.benchmarks.landmarks_io import landmark_points, read_ljson, read_vertex_indices
+from fastganfit.benchmarks.mesh_files import MESH_SUFFIXES, read_mesh
+from fastganfit.benchmarks.micc_protocols import (
+    NOSE_TIP,
+    NUM_LANDMARKS,
+    PROTOCOLS,
+    FaceMesh,
+    PairError,
+    micc_pair_error,
+)
 from fastganfit.benchmarks.paths import require_dir
 from fastganfit.benchmarks.report import EvaluationReport
-from fastganfit.evaluation.alignment import SimilarityTransform, check_points, similarity_alignment
-from fastganfit.evaluation.closest_point import TriangleMesh, check_faces
-from fastganfit.evaluation.icp import icp_points_to_surface
-from fastganfit.evaluation.mesh_io import MESH_SUFFIXES, read_mesh
+from fastganfit.evaluation.alignment import SimilarityTransform, check_points, norm_ratio_similarity
+from fastganfit.evaluation.closest_point import check_faces
 from fastganfit.evaluation.nicp import nonrigid_icp
+from fastganfit.io.atomic import atomic_write
+
+__all__ = ["NOSE_TIP", "FaceMesh", "MiccBenchmark", "PairError", "micc_pair_error", "register_scan"]
 
 SETTINGS = ("Indoor-Cooperative", "PTZ-Indoor", "PTZ-Outdoor")
 FRONTAL_SCANS = ("frontal1", "frontal2")
-NUM_LANDMARKS = 68
-NOSE_TIP = 30
 SUBJECT_PATTERN = re.compile(r"^subject_(\d+)$")
+#: NICP drops correspondences farther than this (mm).
+NICP_MAX_DISTANCE_MM = 10.0
 
 
 @dataclass(frozen=True)
-class PairError:
-    """Error of one reconstruction against one ground-truth mesh (mm).
+class Registration:
+    """A scan's ground truth: the registered template in the template's frame and the scan -> template map.
 
     Attributes:
-        symmetric: average of the two directed means below (the MICC error).
-        reconstruction_to_gt: mean distance of the cropped reconstruction's vertices to the ground truth.
-        gt_to_reconstruction: mean distance of the cropped ground truth's vertices to the reconstruction.
-        scale: scale of the final similarity transform applied to the reconstruction.
-        icp_iterations: accepted ICP updates.
-        transform: the final similarity transform, reconstruction frame -> ground-truth frame.
+        mesh: registered template ``vertices [V, 3]``, template ``faces`` and the scan's landmarks, all in
+            the template's frame.
+        scan_to_template: the norm-ratio similarity taking the scan's landmarks onto the template's.
     """
 
-    symmetric: float
-    reconstruction_to_gt: float
-    gt_to_reconstruction: float
-    scale: float
-    icp_iterations: int
-    transform: SimilarityTransform
+    mesh: FaceMesh
+    scan_to_template: SimilarityTransform
 
-    def summary(self) -> dict[str, float | int]:
-        """The numbers (every field but the transform), for JSON results."""
-        return {name: value for name, value in vars(self).items() if name != "transform"}
+    def in_scan_frame(self) -> FaceMesh:
+        """The registered template and landmarks mapped back to the scan's frame (mm)."""
+        back = self.scan_to_template.inverse()
+        return FaceMesh(back.apply(self.mesh.vertices), self.mesh.faces, back.apply(self.mesh.landmarks))
 
 
-def micc_pair_error(
-    gt_vertices: np.ndarray,
-    gt_faces: np.ndarray,
-    gt_landmarks: np.ndarray,
-    reconstruction_vertices: np.ndarray,
-    reconstruction_faces: np.ndarray,
-    reconstruction_landmarks: np.ndarray,
-    crop_radius: float = 95.0,
-    icp_tolerance: float = 1e-3,
-    icp_max_iterations: int = 100,
-) -> PairError:
-    """MICC error of one reconstruction against one ground-truth mesh.
+def register_scan(
+    scan_vertices: np.ndarray,
+    scan_faces: np.ndarray,
+    scan_landmarks: np.ndarray,
+    template: tuple[np.ndarray, np.ndarray, np.ndarray],
+    unit_mm: float = 1.0,
+) -> Registration:
+    """Register the template ``(vertices [V,3], faces [F,3], landmark indices [68])`` to a scan (mm).
 
-    Args:
-        gt_vertices: ``[V, 3]`` ground-truth vertices (mm), e.g. the registered template.
-        gt_faces: ``[F, 3]`` ground-truth triangles.
-        gt_landmarks: ``[68, 3]`` ground-truth landmarks (iBUG-68 order; index 30 is the nose tip).
-        reconstruction_vertices: ``[R, 3]`` reconstruction vertices, any frame and unit.
-        reconstruction_faces: ``[G, 3]`` reconstruction triangles.
-        reconstruction_landmarks: ``[68, 3]`` reconstruction landmarks in the reconstruction's frame.
-        crop_radius: radius (mm) of the sphere around the nose tip selecting the measured vertices.
-        icp_tolerance: ICP stops when the mean distance improves by less than this (mm).
-        icp_max_iterations: maximum ICP updates.
+    The scan is aligned onto the template's landmarks (norm-ratio similarity), then the template is
+    deformed onto it by non-rigid ICP (``unit_mm``: millimetres per template unit).
     """
-    gt_landmarks = check_points(gt_landmarks, "gt_landmarks", NUM_LANDMARKS)
-    reconstruction_landmarks = check_points(reconstruction_landmarks, "reconstruction_landmarks", NUM_LANDMARKS)
-    if not crop_radius > 0:
-        raise ValueError(f"crop_radius must be positive (mm), got {crop_radius}")
-    nose_tip = gt_landmarks[NOSE_TIP]
-    gt = TriangleMesh(gt_vertices, gt_faces)
-    gt_points = gt.vertices[np.linalg.norm(gt.vertices - nose_tip, axis=1) <= crop_radius]
-    if gt_points.shape[0] < 3:
-        raise ValueError(f"fewer than 3 ground-truth vertices lie within {crop_radius} mm of the nose tip")
-    reconstruction = TriangleMesh(reconstruction_vertices, reconstruction_faces)
-    initial = similarity_alignment(reconstruction_landmarks, gt_landmarks)
-    inside = np.linalg.norm(initial.apply(reconstruction.vertices) - nose_tip, axis=1) <= crop_radius
-    if inside.sum() < 3:
-        raise ValueError(
-            f"after landmark alignment only {int(inside.sum())} reconstruction vertices lie within "
-            f"{crop_radius} mm of the nose tip: check the reconstruction's landmarks"
-        )
-    result = icp_points_to_surface(
-        reconstruction.vertices[inside],
-        gt,
-        scale=True,
-        init=initial,
-        tolerance=icp_tolerance,
-        max_iterations=icp_max_iterations,
-    )
-    transform = result.transform
-    moved = transform.apply(reconstruction.vertices)
-    reconstruction_points = moved[np.linalg.norm(moved - nose_tip, axis=1) <= crop_radius]
-    if reconstruction_points.shape[0] == 0:
-        raise ValueError(f"after ICP no reconstruction vertex lies within {crop_radius} mm of the nose tip")
-    to_gt = float(gt.distances(reconstruction_points).mean())
-    to_reconstruction = float(transform.scale * reconstruction.distances(transform.inverse().apply(gt_points)).mean())
-    return PairError(
-        0.5 * (to_gt + to_reconstruction), to_gt, to_reconstruction, transform.scale, result.iterations, transform
-    )
+    template_vertices, template_faces, indices = template
+    scan_landmarks = check_points(scan_landmarks, "scan landmarks", NUM_LANDMARKS)
+    to_template = norm_ratio_similarity(scan_landmarks, template_vertices[indices])
+    landmarks = to_template.apply(scan_landmarks)
+    registered = nonrigid_icp(
+        template_vertices, template_faces, to_template.apply(scan_vertices), scan_faces, indices, landmarks,
+        max_distance=NICP_MAX_DISTANCE_MM / unit_mm,
+    )  # fmt: skip
+    return Registration(FaceMesh(registered, template_faces, landmarks), to_template)
 
 
 @dataclass(frozen=True)
@@ -245,6 +213,20 @@ def load_template(
     return vertices, check_faces(faces, vertices.shape[0], f"faces of {template_mesh}"), indices
 
 
+@dataclass(frozen=True)
+class MiccJob:
+    """One scan and the reconstructions of its subject to score against it."""
+
+    scan: GroundTruthScan
+    meshes: tuple[tuple[str, Path], ...]  # (setting, mesh path)
+
+
+def _mesh_key(path: Path, *settings: float | str) -> str:
+    """Cache key of one pair's result: the mesh file (path, size, modification time) and the settings."""
+    stat = path.stat()
+    return "|".join([str(path), str(stat.st_size), str(stat.st_mtime_ns), *map(str, settings)])
+
+
 class MiccBenchmark:
     """MICC Florence evaluation of a folder of reconstructions (see the module docstring).
 
@@ -252,17 +234,21 @@ class MiccBenchmark:
         data_dir: MICC Florence root holding ``subject_01`` ... ``subject_53``.
         landmarks_dir: root of the published 68-point LJSON files, same layout as ``data_dir``.
         reconstructions_dir: reconstructions, ``subject_XX/<Setting>.obj`` (see :func:`find_reconstructions`).
-        template_mesh: template mesh registered to every scan (``.obj``/``.ply``/``.npz``, mm); ``None``
+        protocol: ``ganfit`` (GANFit's script), ``deep3dface`` or ``any_topology``.
+        template_mesh: template mesh registered to every scan (``.obj``/``.ply``/``.npz``); ``None``
             uses the ICT-FaceKit mean face (see :func:`load_template`).
         template_landmarks: file of the template's 68 landmark vertex indices (``.txt``/``.npy``/``.npz``).
-        registration: ``"nicp"`` (the protocol) or ``"none"`` (compare with the raw scans).
-        reconstruction_landmarks: file of 68 vertex indices shared by all reconstructions without a sidecar.
+        registration: ``"nicp"`` (the protocol) or ``"none"`` (raw scans; not with ``protocol=ganfit``).
+        reconstruction_landmarks: 68 vertex indices for reconstructions without a landmark sidecar (not
+            used by ``ganfit``: its reconstructions are in the template's topology and use its indices).
+        unit_mm: millimetres per unit of the template and of the reconstructions (GANFit's template: 100).
         crop_radius: crop radius around the nose tip (mm).
         radius_overrides: per-subject crop radius (the published script uses 60 mm for subject 28).
         settings: video settings to evaluate.
-        cache_dir: folder where registered templates are stored and reused (``None``: no cache).
+        cache_dir: folder for registered templates and per-pair results, reused by later runs (``None``: none).
         icp_tolerance: ICP stopping tolerance (mm).
-        icp_max_iterations: maximum ICP updates per pair.
+        icp_max_iterations: ICP cap of ``deep3dface``/``any_topology`` (``ganfit`` has none).
+        workers: processes scoring scans in parallel (``None``: one per CPU core).
         progress: show a progress bar.
     """
 
@@ -273,16 +259,19 @@ class MiccBenchmark:
         data_dir: str | Path | None = None,
         landmarks_dir: str | Path | None = None,
         reconstructions_dir: str | Path | None = None,
+        protocol: str = "ganfit",
         template_mesh: str | Path | None = None,
         template_landmarks: str | Path | None = None,
         registration: str = "nicp",
         reconstruction_landmarks: str | Path | None = None,
+        unit_mm: float = 1.0,
         crop_radius: float = 95.0,
         radius_overrides: Mapping[int, float] | None = None,
         settings: Sequence[str] = SETTINGS,
         cache_dir: str | Path | None = None,
         icp_tolerance: float = 1e-3,
         icp_max_iterations: int = 100,
+        workers: int | None = 1,
         progress: bool = True,
     ) -> None:
         self.data_dir = require_dir(data_dir, "data_dir", "the MICC Florence folder holding subject_01 ... subject_53")
@@ -292,8 +281,13 @@ class MiccBenchmark:
         self.reconstructions_dir = require_dir(
             reconstructions_dir, "reconstructions_dir", "the reconstructions, one subject_XX/<Setting>.obj per video"
         )
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
         if registration not in ("nicp", "none"):
             raise ValueError(f"registration must be 'nicp' or 'none', got {registration!r}")
+        if protocol == "ganfit" and registration == "none":
+            raise ValueError("protocol=ganfit needs registration=nicp: it compares meshes in the template's topology")
+        self.protocol = protocol
         self.registration = registration
         self.template = load_template(template_mesh, template_landmarks) if registration == "nicp" else None
         unknown = set(settings) - set(SETTINGS)
@@ -305,36 +299,91 @@ class MiccBenchmark:
             self.shared_landmarks = read_vertex_indices(
                 reconstruction_landmarks, NUM_LANDMARKS, "reconstruction_landmarks"
             )
+        if not unit_mm > 0:
+            raise ValueError(f"unit_mm must be positive (millimetres per template unit), got {unit_mm}")
+        self.unit_mm = float(unit_mm)
         self.crop_radius = float(crop_radius)
         self.radius_overrides = {int(k): float(v) for k, v in (radius_overrides or {}).items()}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.icp_tolerance = float(icp_tolerance)
         self.icp_max_iterations = int(icp_max_iterations)
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1 or null (one per CPU core), got {workers}")
+        self.workers = workers or os.cpu_count() or 1
         self.progress = progress
 
-    def ground_truth(self, scan: GroundTruthScan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ground-truth ``vertices [V, 3]``, ``faces [F, 3]`` and landmarks ``[68, 3]`` of a scan (mm)."""
-        scan_vertices, scan_faces = read_mesh(scan.mesh_path)
+    def registration_of(self, scan: GroundTruthScan) -> Registration:
+        """The scan's :class:`Registration`, read from or written to ``cache_dir`` when set."""
         landmarks = check_points(read_ljson(scan.landmarks_path), f"landmarks {scan.landmarks_path}", NUM_LANDMARKS)
         if self.template is None:
-            return scan_vertices, scan_faces, landmarks
-        template_vertices, template_faces, indices = self.template
+            return Registration(FaceMesh(*read_mesh(scan.mesh_path), landmarks), SimilarityTransform.identity())
         cache = None
         if self.cache_dir is not None:
-            cache = self.cache_dir / f"{scan.name.replace('/', '_')}_{scan.mesh_path.stem}.npz"
+            cache = self.cache_dir / "registrations" / f"{scan.name.replace('/', '_')}_{scan.mesh_path.stem}.npz"
             if cache.is_file():
                 with np.load(cache) as data:
-                    if data["vertices"].shape == template_vertices.shape:
-                        return data["vertices"], template_faces, landmarks
-        aligned = similarity_alignment(template_vertices[indices], landmarks).apply(template_vertices)
-        registered = nonrigid_icp(aligned, template_faces, scan_vertices, scan_faces, indices, landmarks)
+                    if data["vertices"].shape == self.template[0].shape:
+                        transform = SimilarityTransform(float(data["scale"]), data["rotation"], data["translation"])
+                        return Registration(FaceMesh(data["vertices"], self.template[1], data["landmarks"]), transform)
+        registration = register_scan(*read_mesh(scan.mesh_path), landmarks, self.template, self.unit_mm)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, vertices=registered)
-        return registered, template_faces, landmarks
+            with atomic_write(cache) as handle:
+                transform = registration.scan_to_template
+                np.savez(
+                    handle, vertices=registration.mesh.vertices, landmarks=registration.mesh.landmarks,
+                    scale=transform.scale, rotation=transform.rotation, translation=transform.translation,
+                )  # fmt: skip
+        return registration
 
-    def run(self) -> EvaluationReport:
-        """Evaluate every reconstruction found; returns the per-setting table and per-subject details."""
+    def reconstruction(self, mesh_path: Path) -> FaceMesh:
+        """A reconstruction and its 68 landmarks (``ganfit``: the template's landmark vertices)."""
+        vertices, faces = read_mesh(mesh_path)
+        if self.protocol == "ganfit":
+            indices = self.template[2]
+            if vertices.shape[0] != self.template[0].shape[0]:
+                raise ValueError(
+                    f"{mesh_path}: protocol=ganfit needs reconstructions in the template's topology "
+                    f"({self.template[0].shape[0]} vertices), got {vertices.shape[0]} vertices"
+                )
+            return FaceMesh.with_landmark_vertices(vertices, faces, indices)
+        shared = self.shared_landmarks
+        if shared is None and self.template is not None and vertices.shape[0] == self.template[0].shape[0]:
+            shared = self.template[2]  # the template's topology: its landmark vertices
+        return FaceMesh(vertices, faces, reconstruction_landmark_points(mesh_path, vertices, shared))
+
+    def score_scan(self, job: MiccJob) -> dict[str, dict]:
+        """Errors of a scan's reconstructions: ``{mesh path: PairError.summary()}``, resumed from the cache."""
+        radius = self.radius_overrides.get(job.scan.subject, self.crop_radius)
+        cache = None
+        done: dict[str, dict] = {}
+        if self.cache_dir is not None:
+            cache = self.cache_dir / f"results_{self.protocol}" / f"{job.scan.name.replace('/', '_')}.json"
+            if cache.is_file():
+                done = json.loads(cache.read_text())
+        settings = (radius, self.protocol, self.unit_mm, self.icp_tolerance, self.icp_max_iterations)
+        keys = {str(path): _mesh_key(path, *settings) for _, path in job.meshes}
+        results = {str(path): done[keys[str(path)]] for _, path in job.meshes if keys[str(path)] in done}
+        if len(results) == len(job.meshes):
+            return results
+        registration = self.registration_of(job.scan)
+        ground_truth = registration.mesh if self.protocol == "ganfit" else registration.in_scan_frame()
+        unit = self.unit_mm if self.protocol == "ganfit" else 1.0
+        for _, path in job.meshes:
+            if str(path) in results:
+                continue
+            pair = micc_pair_error(
+                self.reconstruction(path), ground_truth, self.protocol, radius, self.icp_tolerance, unit,
+                self.icp_max_iterations,
+            )  # fmt: skip
+            results[str(path)] = {**pair.summary(), "crop_radius": radius}
+            done[keys[str(path)]] = results[str(path)]
+            if cache is not None:
+                with atomic_write(cache, "w") as handle:
+                    json.dump(done, handle, indent=1)
+        return results
+
+    def jobs(self) -> list[MiccJob]:
+        """One job per frontal scan with reconstructions of its subject."""
         scans = find_scans(self.data_dir, self.landmarks_dir)
         if not scans:
             raise FileNotFoundError(f"no frontal scans found under {self.data_dir}/subject_XX/Model/frontal1/obj/")
@@ -347,78 +396,84 @@ class MiccBenchmark:
         missing_gt = sorted({subject for subject, _ in reconstructions} - set(scans))
         if missing_gt:
             raise FileNotFoundError(f"reconstructions given for subjects {missing_gt} without frontal scans")
-        jobs = [
-            (subject, setting, mesh)
-            for (subject, setting), meshes in sorted(reconstructions.items())
-            for mesh in meshes
-        ]
-        ground_truth: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        per_mesh: list[dict] = []
-        for subject, setting, mesh_path in tqdm(jobs, desc="MICC", unit="mesh", disable=not self.progress):
-            vertices, faces = read_mesh(mesh_path)
-            landmarks = reconstruction_landmark_points(mesh_path, vertices, self.shared_landmarks)
-            radius = self.radius_overrides.get(subject, self.crop_radius)
-            errors = {}
-            for scan in scans[subject]:
-                if scan.mesh_path not in ground_truth:
-                    ground_truth[scan.mesh_path] = self.ground_truth(scan)
-                errors[scan.name] = micc_pair_error(
-                    *ground_truth[scan.mesh_path],
-                    vertices,
-                    faces,
-                    landmarks,
-                    radius,
-                    self.icp_tolerance,
-                    self.icp_max_iterations,
-                ).summary()
-            best = min(errors, key=lambda name: errors[name]["symmetric"])
-            per_mesh.append(
-                {
-                    "subject": subject,
-                    "setting": setting,
-                    "mesh": str(mesh_path),
-                    "crop_radius": radius,
-                    "error": errors[best]["symmetric"],
-                    "best_scan": best,
-                    "scans": errors,
-                }
-            )
+        return [
+            MiccJob(scan, tuple(
+                (setting, mesh)
+                for (subject, setting), meshes in sorted(reconstructions.items())
+                if subject == scan.subject
+                for mesh in meshes
+            ))
+            for subject_scans in scans.values()
+            for scan in subject_scans
+            if any(subject == scan.subject for subject, _ in reconstructions)
+        ]  # fmt: skip
+
+    def run(self) -> EvaluationReport:
+        """Evaluate every reconstruction found; returns the per-setting table and per-subject details."""
+        jobs = self.jobs()
+        scored: dict[str, dict] = {}
+        bar = tqdm(total=sum(len(job.meshes) for job in jobs), desc="MICC pairs", disable=not self.progress)
+        if self.workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                scored[job.scan.name] = self.score_scan(job)
+                bar.update(len(job.meshes))
+        else:
+            with ProcessPoolExecutor(min(self.workers, len(jobs))) as pool:
+                futures = {pool.submit(self.score_scan, job): job for job in jobs}
+                for future in as_completed(futures):
+                    scored[futures[future].scan.name] = future.result()
+                    bar.update(len(futures[future].meshes))
+        bar.close()
+        per_mesh = []
+        for (subject, setting, mesh), errors in self._per_mesh(jobs, scored).items():
+            best = min(errors, key=lambda name: errors[name]["error"])
+            per_mesh.append({
+                "subject": subject, "setting": setting, "mesh": mesh, "crop_radius": errors[best]["crop_radius"],
+                "error": errors[best]["error"], "best_scan": best, "scans": errors,
+            })  # fmt: skip
         return self._report(per_mesh)
+
+    @staticmethod
+    def _per_mesh(jobs: list[MiccJob], scored: dict[str, dict]) -> dict[tuple[int, str, str], dict[str, dict]]:
+        """``{(subject, setting, mesh): {scan name: result}}`` from the per-scan results."""
+        grouped: dict[tuple[int, str, str], dict[str, dict]] = {}
+        for job in jobs:
+            for setting, path in job.meshes:
+                key = (job.scan.subject, setting, str(path))
+                grouped.setdefault(key, {})[job.scan.name] = scored[job.scan.name][str(path)]
+        return dict(sorted(grouped.items()))
 
     def _report(self, per_mesh: list[dict]) -> EvaluationReport:
         """Aggregate per-mesh errors: mean per subject and setting, then mean/std over subjects."""
         rows, per_setting = [], {}
         for setting in self.settings:
-            subjects = sorted({item["subject"] for item in per_mesh if item["setting"] == setting})
-            values = [
-                float(
-                    np.mean(
-                        [
-                            item["error"]
-                            for item in per_mesh
-                            if item["setting"] == setting and item["subject"] == subject
-                        ]
-                    )
-                )
-                for subject in subjects
-            ]
-            if values:
-                rows.append([setting, float(np.mean(values)), float(np.std(values)), len(values)])
-                per_setting[setting] = {
-                    "mean": float(np.mean(values)),
-                    "std": float(np.std(values)),
-                    "subjects": dict(zip([f"subject_{s:02d}" for s in subjects], values, strict=True)),
-                }
+            by_subject: dict[int, list[float]] = {}
+            for item in per_mesh:
+                if item["setting"] == setting:
+                    by_subject.setdefault(item["subject"], []).append(item["error"])
+            if not by_subject:
+                continue
+            subjects = sorted(by_subject)
+            values = [float(np.mean(by_subject[subject])) for subject in subjects]
+            rows.append([setting, float(np.mean(values)), float(np.std(values)), len(values)])
+            per_setting[setting] = {
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values)),
+                "subjects": dict(zip([f"subject_{s:02d}" for s in subjects], values, strict=True)),
+            }
+        measure = "symmetric mean point-to-surface distance"
+        if self.protocol == "deep3dface":
+            measure = "RMSE of the cropped ground truth's point-to-surface distances"
         notes = [
-            f"registration: {self.registration}; crop radius {self.crop_radius} mm around the nose tip"
-            + (f", overrides {self.radius_overrides}" if self.radius_overrides else ""),
-            f"similarity ICP tolerance {self.icp_tolerance} mm; error = symmetric mean point-to-surface "
-            "distance (mm), minimum over the frontal scans; std is the population std over subjects",
+            f"protocol: {self.protocol}; registration: {self.registration}; crop radius {self.crop_radius:g} mm "
+            "around the nose tip" + (f", overrides {self.radius_overrides}" if self.radius_overrides else ""),
+            f"error (mm) = {measure}; ICP tolerance {self.icp_tolerance} mm; minimum over the frontal scans per "
+            "subject; std is the population std over subjects",
         ]
         return EvaluationReport(
-            benchmark=self.name,
+            benchmark=f"{self.name} ({self.protocol} protocol)",
             columns=["Setting", "Mean (mm)", "Std (mm)", "Subjects"],
             rows=rows,
             notes=notes,
-            details={"settings": per_setting, "meshes": per_mesh},
+            details={"protocol": self.protocol, "settings": per_setting, "meshes": per_mesh},
         )

@@ -3,7 +3,7 @@
 A fixed-seed set of faces from the synthetic generator (:class:`~fastganfit.data.synthetic.SyntheticFaceSource`,
 a seed kept apart from the training and validation sets) is reconstructed by each method: the mean face
 (the baseline), the checkpoint's regressor, and the regressor followed by GANFit++ refinement. Each
-reconstruction is scored with the MICC protocol's error (:func:`~fastganfit.benchmarks.micc.micc_pair_error`:
+reconstruction is scored with ``micc_pair_error(..., protocol="any_topology")`` (``benchmarks/micc_protocols.py``:
 similarity alignment on the 68 landmarks, crop to ``crop_radius`` mm around the ground truth's nose tip,
 similarity ICP, symmetric mean point-to-surface distance in mm), so the numbers read like MICC numbers.
 
@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from fastganfit.benchmarks.figures import cumulative_error_curves, error_colours, error_map_grid
-from fastganfit.benchmarks.micc import NOSE_TIP, micc_pair_error
+from fastganfit.benchmarks.micc_protocols import NOSE_TIP, micc_pair_error
 from fastganfit.benchmarks.report import EvaluationReport
 from fastganfit.data.synthetic import SyntheticFaceSource
 from fastganfit.evaluation.closest_point import TriangleMesh
@@ -161,13 +161,13 @@ class SyntheticBenchmark:
         vertices: np.ndarray, faces: np.ndarray, landmarks: np.ndarray,
     ) -> tuple[float, np.ndarray]:
         """MICC-style error of one reconstruction (mm) and its per-vertex distances ``[V]`` (NaN outside the crop)."""
-        pair = micc_pair_error(gt_vertices, gt_faces, gt_landmarks, vertices, faces, landmarks, self.crop_radius,
-                               self.icp_tolerance, self.icp_max_iterations)
+        pair = micc_pair_error((vertices, faces, landmarks), (gt_vertices, gt_faces, gt_landmarks), "any_topology",
+                               self.crop_radius, self.icp_tolerance, max_iterations=self.icp_max_iterations)
         moved = pair.transform.apply(vertices.astype(np.float64))
         inside = np.linalg.norm(moved - gt_landmarks[NOSE_TIP], axis=1) <= self.crop_radius
         per_vertex = np.full(vertices.shape[0], np.nan)
         per_vertex[inside] = TriangleMesh(gt_vertices, gt_faces).distances(moved[inside])
-        return pair.symmetric, per_vertex
+        return pair.error, per_vertex
 
     def report(
         self, module: FastGANFitModule, scored: dict[str, MethodErrors], inputs: torch.Tensor | None,

@@ -49,6 +49,15 @@ def check_points(points: np.ndarray, name: str, count: int | None = None) -> np.
     return array
 
 
+def _corresponding(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``source [N, 3]`` and ``target [N, 3]`` with ``N >= 3``."""
+    source = check_points(source, "source")
+    target = check_points(target, "target", source.shape[0])
+    if source.shape[0] < 3:
+        raise ValueError(f"alignment needs at least 3 corresponding points, got {source.shape[0]}")
+    return source, target
+
+
 def umeyama(source: np.ndarray, target: np.ndarray, scale: bool = True) -> SimilarityTransform:
     """Least-squares transform mapping ``source`` onto ``target`` (Umeyama 1991), no reflection.
 
@@ -60,10 +69,7 @@ def umeyama(source: np.ndarray, target: np.ndarray, scale: bool = True) -> Simil
     Returns:
         The transform ``T`` minimising ``sum_i |T(source_i) - target_i|^2``.
     """
-    source = check_points(source, "source")
-    target = check_points(target, "target", source.shape[0])
-    if source.shape[0] < 3:
-        raise ValueError(f"alignment needs at least 3 corresponding points, got {source.shape[0]}")
+    source, target = _corresponding(source, target)
     mean_s, mean_t = source.mean(0), target.mean(0)
     centred_s, centred_t = source - mean_s, target - mean_t
     variance_s = float((centred_s**2).sum(1).mean())
@@ -89,3 +95,23 @@ def similarity_alignment(source: np.ndarray, target: np.ndarray) -> SimilarityTr
 def rigid_alignment(source: np.ndarray, target: np.ndarray) -> SimilarityTransform:
     """Rigid (rotation, translation) transform from ``source [N,3]`` onto ``target [N,3]``."""
     return umeyama(source, target, scale=False)
+
+
+def norm_ratio_similarity(source: np.ndarray, target: np.ndarray) -> SimilarityTransform:
+    """Similarity from ``source [N,3]`` onto ``target [N,3]`` whose scale is the ratio of the centred norms.
+
+    The scale is ``|target - mean(target)| / |source - mean(source)|`` (Frobenius norms), the rotation the
+    reflection-free orthogonal Procrustes solution between the centred sets, so the transform maps the
+    source's centroid onto the target's. This is menpo's ``AlignmentSimilarity``, which GANFit's MICC
+    script uses; unlike :func:`similarity_alignment` (least squares) the scale ignores how well the
+    rotated shapes agree, so it stays > 0 and does not shrink a noisy source.
+    """
+    source, target = _corresponding(source, target)
+    mean_s, mean_t = source.mean(0), target.mean(0)
+    centred_s, centred_t = source - mean_s, target - mean_t
+    norm_s, norm_t = float(np.linalg.norm(centred_s)), float(np.linalg.norm(centred_t))
+    if norm_s <= 1e-12 or norm_t <= 1e-12:
+        raise ValueError("source or target points are all identical: alignment is undefined")
+    rotation = umeyama(source, target, scale=False).rotation
+    scale = norm_t / norm_s
+    return SimilarityTransform(scale, rotation, mean_t - scale * rotation @ mean_s)

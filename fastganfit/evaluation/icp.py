@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastganfit.evaluation.alignment import SimilarityTransform, check_points, umeyama
+from fastganfit.evaluation.alignment import SimilarityTransform, check_points, norm_ratio_similarity, umeyama
 from fastganfit.evaluation.closest_point import TriangleMesh
 
 
@@ -82,6 +82,7 @@ def icp_surface_to_points(
     init: SimilarityTransform | None = None,
     tolerance: float = 1e-3,
     max_iterations: int = 100,
+    rmse: bool = False,
 ) -> IcpResult:
     """Move a ``surface`` onto fixed ``points``: for each point take the closest point of the moved surface.
 
@@ -93,6 +94,8 @@ def icp_surface_to_points(
         surface: the moving triangle mesh.
         points: ``[N, 3]`` fixed points (N >= 3), e.g. scan vertices.
         scale, init, tolerance, max_iterations: as in :func:`icp_points_to_surface`.
+        rmse: track (and stop on) the root mean square distance instead of the mean, the quantity the
+            least-squares steps minimise (a step can lower the RMSE while raising the mean).
     """
     points = check_points(points, "points")
     _check_options(tolerance, max_iterations)
@@ -100,7 +103,8 @@ def icp_surface_to_points(
 
     def correspond(current: SimilarityTransform) -> tuple[np.ndarray, float]:
         found = surface.closest_points(current.inverse().apply(points))
-        return found.points, float(current.scale * found.distances.mean())
+        summary = np.sqrt((found.distances**2).mean()) if rmse else found.distances.mean()
+        return found.points, float(current.scale * summary)
 
     source, mean = correspond(transform)
     history = [mean]
@@ -116,3 +120,49 @@ def icp_surface_to_points(
         if history[-2] - history[-1] < tolerance:
             break
     return IcpResult(transform, history[-1], iterations, tuple(history))
+
+
+def icp_from_correspondences(
+    points: np.ndarray, targets: np.ndarray, surface: TriangleMesh, tolerance: float = 1e-3, unit: float = 1.0
+) -> IcpResult:
+    """Norm-ratio similarity ICP started from given correspondences (GANFit's MICC loop).
+
+    Each step aligns the moving ``points`` onto their current partners with
+    :func:`~fastganfit.evaluation.alignment.norm_ratio_similarity` (composed with the previous steps),
+    then takes the partners as the closest points of ``surface``. The first partners are ``targets``
+    (dense correspondences of a shared topology). The loop continues while the mean distance (times
+    ``unit``) drops by more than ``tolerance`` and keeps the last step, even one that made it worse;
+    there is no iteration cap (each continuing step gains more than ``tolerance``, so it ends).
+
+    Args:
+        points: ``[N, 3]`` moving points (N >= 3).
+        targets: ``[N, 3]`` their first partners.
+        surface: the fixed triangle mesh.
+        tolerance: minimum gain of the mean distance (in ``unit`` units, e.g. mm) to continue.
+        unit: factor from the surface's units to the reported ones (e.g. 100 for decimetre meshes in mm).
+
+    Returns:
+        :class:`IcpResult` with ``mean_distance`` and ``history`` in ``unit`` units; ``history[0]`` is
+        the mean distance to the first partners.
+    """
+    points = check_points(points, "points")
+    partners = check_points(targets, "targets", points.shape[0])
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    transform = SimilarityTransform.identity()
+    moved = points
+    history = [unit * float(np.linalg.norm(partners - moved, axis=1).mean())]
+    previous = np.inf
+    while previous - history[-1] > tolerance:
+        step = norm_ratio_similarity(moved, partners)
+        transform = SimilarityTransform(
+            step.scale * transform.scale,
+            step.rotation @ transform.rotation,
+            step.scale * step.rotation @ transform.translation + step.translation,
+        )
+        moved = transform.apply(points)
+        found = surface.closest_points(moved)
+        partners = found.points
+        previous = history[-1]
+        history.append(unit * float(found.distances.mean()))
+    return IcpResult(transform, history[-1], len(history) - 1, tuple(history))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastganfit.evaluation.alignment import SimilarityTransform
-from fastganfit.evaluation.mesh_io import submesh
+from fastganfit.evaluation.crop import submesh
 
 NOSE_TIP = 30
 

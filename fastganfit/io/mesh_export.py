@@ -48,13 +48,13 @@ def _numpy(value: ArrayLike, name: str) -> np.ndarray:
     raise TypeError(f"{name}: expected a torch tensor or numpy array, got {type(value).__name__}")
 
 
-def _positions(vertices: ArrayLike, name: str = "vertices") -> np.ndarray:
+def _positions(vertices: ArrayLike, name: str = "vertices", dtype: type = np.float32) -> np.ndarray:
     array = _numpy(vertices, name)
     if array.ndim != 2 or array.shape[1] != 3:
         raise ValueError(f"{name}: expected [V, 3], got {list(array.shape)}")
     if not np.isfinite(array).all():
         raise ValueError(f"{name}: contains NaN or infinite values")
-    return array.astype(np.float32)
+    return array.astype(dtype)
 
 
 def _indices(indices: ArrayLike, name: str, bound: int, bound_name: str) -> np.ndarray:
@@ -82,18 +82,20 @@ def write_obj(
     face_uvs: ArrayLike | None = None,
     texture: ArrayLike | None = None,
     texture_name: str | None = None,
+    dtype: type = np.float32,
 ) -> list[Path]:
     """Write ``vertices [V, 3]`` and ``faces [F, 3]`` to ``path`` (``.obj``); returns the files written.
 
     ``uvs [T, 2]`` with per-corner ``face_uvs [F, 3]`` add texture coordinates (``face_uvs`` may be
     omitted when ``T == V``). ``texture`` (float ``[3, H, W]`` in [0, 1] or uint8 ``[H, W, 3]``) also
     writes ``name.mtl`` and ``name.png`` (or ``texture_name``, a ``.png`` file name) beside the OBJ and
-    links them; it needs ``uvs``.
+    links them; it needs ``uvs``. ``dtype=np.float64`` writes positions with 17 significant digits
+    (evaluation meshes whose coordinates are large next to the errors measured on them).
     """
     path = Path(path)
     if path.suffix.lower() != ".obj":
         raise ValueError(f"write_obj: {path} should end in .obj")
-    positions = _positions(vertices)
+    positions = _positions(vertices, dtype=dtype)
     triangles = _indices(faces, "faces", len(positions), "number of vertices")
     if uvs is None and (face_uvs is not None or texture is not None):
         raise ValueError(f"write_obj({path}): face_uvs and texture need uvs")
@@ -110,7 +112,8 @@ def write_obj(
             f"newmtl {MATERIAL_NAME}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {png_path.name}\n"
         )
         lines.append(f"mtllib {mtl_path.name}\n")
-    lines.append(_rows(positions, "v %.9g %.9g %.9g"))
+    digits = 9 if positions.dtype == np.float32 else 17
+    lines.append(_rows(positions, f"v %.{digits}g %.{digits}g %.{digits}g"))
     if uvs is None:
         lines.append(_rows(triangles + 1, "f %d %d %d"))
     else:
@@ -181,8 +184,10 @@ def _obj_index(token: str, count: int, line_number: int, path: Path) -> int:
     return resolved
 
 
-def read_obj(path: str | os.PathLike) -> MeshData:
+def read_obj(path: str | os.PathLike, dtype: type = np.float32) -> MeshData:
     """Read an OBJ's positions, faces (polygons fan-triangulated), UVs and per-corner UV indices.
+
+    ``dtype``: of the positions (``np.float64`` keeps every digit, e.g. for evaluation).
 
     ``uvs``/``face_uvs`` are returned only when every face corner has a UV index. ``texture`` is the
     ``map_Kd`` image of the first material library, when there is one.
@@ -218,7 +223,7 @@ def read_obj(path: str | os.PathLike) -> MeshData:
     if not vertices:
         raise ValueError(f"{path}: no vertices ('v' lines); is this an OBJ file?")
     try:
-        positions = np.asarray(vertices, np.float32)
+        positions = np.asarray(vertices, dtype)
         coords = np.asarray(uvs, np.float32).reshape(-1, 2)
     except ValueError as error:
         raise ValueError(f"{path}: malformed 'v' or 'vt' line ({error})") from error
