@@ -3,18 +3,17 @@ config-group and end-to-end tests): BFM 2009 ``.mat``, BFM 2017 statismo ``.h5``
 it, with chumpy objects), a UV OBJ, landmark indices, ArcFace (arcface_torch names), face-alignment's FAN, timm
 weights, an exported texture GAN and a PCA texture ``.npz``.
 
-The face-model files hold a 5x5 grid face (25 vertices, 32 triangles). Network weight files have the real keys
-and shapes; with ``compact=True`` each tensor is stored as one row broadcast over its shape, so the file is a few
-hundred kB (the layout and the plumbing are tested, not accuracy). ArcFace's residual stacks overflow to NaN with
-such repeated weights, so its files default to full random weights (100-260 MB)."""
+The face-model files hold a 5x5 grid face (25 vertices, 32 triangles). Network weight files have the real keys and
+shapes with random weights (the layout and the plumbing are tested, not accuracy): ArcFace 170 / 260 MB, FAN 95 MB.
+Weights repeated to shrink the files made FAN's heatmaps overflow to inf, so they are not used."""
 
 from __future__ import annotations
 
 import pickle
 import sys
 import types
-from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 from unittest import mock
 
 import h5py
@@ -196,39 +195,87 @@ def write_texture_gan(path: Path) -> Path:
     return path
 
 
-def compact_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` with each tensor replaced by its first row broadcast over its shape: same keys, shapes and
-    dtypes, stored in a fraction of the bytes (``torch.save`` keeps the one-row storage of an expanded view)."""
-    compact = {}
-    for key, tensor in state.items():
-        if tensor.dim() == 0:
-            compact[key] = tensor.clone()
-        else:
-            compact[key] = tensor.reshape(-1, tensor.shape[-1])[0].clone().expand(tensor.shape)
-    return compact
-
-
-def save_state(state: Mapping[str, torch.Tensor], path: Path, compact: bool) -> Path:
-    torch.save(compact_state(state) if compact else dict(state), path)
-    return path
-
-
-def write_arcface_weights(path: Path, arch: str = "iresnet50", compact: bool = False) -> Path:
+def write_arcface_weights(path: Path, arch: str = "iresnet50") -> Path:
     """An arcface_torch ``backbone.pth``: an IResNet state dict with arcface_torch's names (random weights)."""
     from fastganfit.perception.arcface import build_iresnet
 
-    return save_state(build_iresnet(arch).state_dict(), path, compact)
+    torch.save(build_iresnet(arch).state_dict(), path)
+    return path
 
 
-def write_fan_weights(path: Path, compact: bool = True) -> Path:
+def write_fan_weights(path: Path) -> Path:
     """face-alignment's ``2DFAN4-11f355bf06.pth.tar`` layout: the 2D-FAN-4 state dict (random weights)."""
     from face_alignment.models import FAN
 
-    return save_state(FAN(4).state_dict(), path, compact)
+    torch.save(FAN(4).state_dict(), path)
+    return path
 
 
 def write_timm_weights(path: Path, name: str = "resnet10t") -> Path:
     """A local timm weights file of the 3-channel model ``name`` (random weights)."""
     import timm
 
-    return save_state(timm.create_model(name, pretrained=False).state_dict(), path, compact=True)
+    torch.save(timm.create_model(name, pretrained=False).state_dict(), path)
+    return path
+
+
+def write_full_bfm2017(path: Path) -> Path:
+    """:func:`write_bfm2017` with the real file's 100 expression modes (unit columns, decreasing variances), so
+    documented truncations such as ``num_expression=50`` apply."""
+    rng = np.random.default_rng(10)
+    basis = rng.normal(size=(3 * V, 100))
+    write_bfm2017(path, **{"expression/model/pcaBasis": (basis / np.linalg.norm(basis, axis=0)).astype(np.float32),
+                           "expression/model/pcaVariance": np.geomspace(36.0, 0.01, 100).astype(np.float32)})
+    return path
+
+
+def write_full_pca_texture(path: Path) -> Path:
+    """A 16 px PCA texture with 100 modes, so documented truncations such as ``num_components=80`` apply."""
+    return write_npz(path, **pca_texture_arrays(resolution=16, variances=tuple(np.geomspace(4.0, 0.01, 100))))
+
+
+class AssetFiles:
+    """One tiny file per asset format in ``folder``, each written on first use: ``assets["bfm2009"]`` -> its path."""
+
+    FILES: ClassVar[dict[str, str]] = {
+        "bfm2009": "01_MorphableModel.mat", "bfm2017": "model2017-1_bfm_nomouth.h5", "flame": "generic_model.pkl",
+        "npz": "my_model.npz", "landmarks": "ibug68.txt", "uv_mesh": "uv.obj", "gan": "my_prior.pt",
+        "pca": "my_texture_pca.npz", "arcface_iresnet50": "r50_backbone.pth", "arcface_iresnet100": "r100_backbone.pth",
+        "fan": "2DFAN4-11f355bf06.pth.tar", "timm": "resnet10t.pth", "ckpt": "last.ckpt", "image": "photo.png",
+    }  # fmt: skip
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __getitem__(self, name: str) -> Path:
+        path = self.folder / self.FILES[name]
+        if not path.exists():
+            self.write(name, path)
+        return path
+
+    def write(self, name: str, path: Path) -> None:
+        """Write asset ``name`` to ``path``."""
+        if name == "npz":
+            from fastganfit.facemodel.loaders import load_bfm2009
+
+            model = load_bfm2009(self["bfm2009"], self["landmarks"], uv_mesh=self["uv_mesh"])
+            write_npz(path, **model.arrays())
+        elif name.startswith("arcface_"):
+            write_arcface_weights(path, name.removeprefix("arcface_"))
+        elif name == "ckpt":
+            from tiny_checkpoint import write_tiny_checkpoint
+
+            write_tiny_checkpoint(path)
+        elif name == "image":
+            from PIL import Image
+            from skimage import data
+
+            Image.fromarray(data.astronaut()).save(path)
+        else:
+            writers = {
+                "bfm2009": write_bfm2009, "bfm2017": write_full_bfm2017, "flame": write_flame,
+                "landmarks": write_landmark_indices, "uv_mesh": write_uv_mesh, "gan": write_texture_gan,
+                "pca": write_full_pca_texture, "fan": write_fan_weights,
+                "timm": write_timm_weights,
+            }  # fmt: skip
+            writers[name](path)

@@ -10,26 +10,16 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from asset_files import (
-    pca_texture_arrays,
-    write_arcface_weights,
-    write_bfm2009,
-    write_bfm2017,
-    write_fan_weights,
-    write_flame,
-    write_landmark_indices,
-    write_npz,
-    write_texture_gan,
-    write_timm_weights,
-    write_uv_mesh,
-)
+from asset_files import AssetFiles
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from skimage import data
-from tiny_checkpoint import TINY_MODEL_OVERRIDES, write_tiny_checkpoint
+from tiny_checkpoint import TINY_MODEL_OVERRIDES
 
-from fastganfit.facemodel.loaders import load_bfm2009
+from fastganfit.cli.components import checkpoint_values, component_overrides
+from fastganfit.cli.evaluate import model_values
+from fastganfit.regression.checkpoint import with_values
 from fastganfit.regression.module import FastGANFitModule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,33 +43,12 @@ def group_options(*groups: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One tiny file per asset format."""
-    folder = tmp_path_factory.mktemp("assets")
-    files = {
-        "bfm2009": folder / "01_MorphableModel.mat", "bfm2017": folder / "model2017-1_bfm_nomouth.h5",
-        "flame": folder / "generic_model.pkl", "landmarks": folder / "ibug68.txt", "uv_mesh": folder / "uv.obj",
-        "npz": folder / "my_model.npz", "gan": folder / "my_prior.pt", "pca": folder / "my_texture_pca.npz",
-        "arcface_iresnet50": folder / "r50_backbone.pth", "arcface_iresnet100": folder / "r100_backbone.pth",
-        "fan": folder / "2DFAN4-11f355bf06.pth.tar", "timm": folder / "resnet10t.pth", "ckpt": folder / "last.ckpt",
-    }  # fmt: skip
-    write_bfm2009(files["bfm2009"])
-    write_bfm2017(files["bfm2017"])
-    write_flame(files["flame"])
-    write_landmark_indices(files["landmarks"])
-    write_uv_mesh(files["uv_mesh"])
-    write_npz(files["npz"], **load_bfm2009(files["bfm2009"], files["landmarks"], uv_mesh=files["uv_mesh"]).arrays())
-    write_texture_gan(files["gan"])
-    write_npz(files["pca"], **pca_texture_arrays(resolution=16))
-    write_arcface_weights(files["arcface_iresnet50"], "iresnet50")
-    write_arcface_weights(files["arcface_iresnet100"], "iresnet100")
-    write_fan_weights(files["fan"])
-    write_timm_weights(files["timm"])
-    write_tiny_checkpoint(files["ckpt"])
-    return files
+def assets(tmp_path_factory: pytest.TempPathFactory) -> AssetFiles:
+    """One tiny file per asset format, written on first use."""
+    return AssetFiles(tmp_path_factory.mktemp("assets"))
 
 
-def required(group: str, option: str, assets: dict[str, Path], tmp_path: Path) -> list[str]:
+def required(group: str, option: str, assets: AssetFiles, tmp_path: Path) -> list[str]:
     """The values an option needs to be built: its asset files (the documented overrides) and test sizes."""
     face = [f"facemodel.landmark_indices={assets['landmarks']}", f"facemodel.uv_mesh={assets['uv_mesh']}"]
     fan = [f"weights={assets['fan']}", "flip=false"]
@@ -127,7 +96,7 @@ def test_every_group_folder_is_covered() -> None:
 
 @pytest.mark.parametrize(("group", "option"), group_options(*COMPONENTS))
 def test_component_option_builds_a_model_that_trains(
-    group: str, option: str, assets: dict[str, Path], tmp_path: Path
+    group: str, option: str, assets: AssetFiles, tmp_path: Path
 ) -> None:
     """``train.py experiment=fast_align <group>=<option>``: the option lands in the model config, the module builds
     with a regressor sized from it, and one batch gives a finite full GANFit loss whose gradient reaches the
@@ -157,6 +126,31 @@ def test_component_option_builds_a_model_that_trains(
     assert sum(float(grad.abs().sum()) for grad in grads) > 0
 
 
+ASSET_OPTIONS = [(group, option) for group, option in group_options(*COMPONENTS, "landmarks")
+                 if {"path", "weights"} & set(OmegaConf.load(CONF / group / f"{option}.yaml"))]
+
+
+@pytest.mark.parametrize(("group", "option"), ASSET_OPTIONS)
+@pytest.mark.parametrize("problem", ["missing", "not in the format"])
+def test_a_missing_or_wrong_asset_file_is_named(
+    group: str, option: str, problem: str, assets: AssetFiles, tmp_path: Path
+) -> None:
+    """The option's file, missing or junk: building the component fails naming the file (and, when missing, what
+    it should be)."""
+    bad = tmp_path / "licensed_asset.bin"
+    if problem != "missing":
+        bad.write_bytes(b"not an asset" * 100)
+    key = next(key for key in OmegaConf.load(CONF / group / f"{option}.yaml") if key in ("path", "weights"))
+    overrides = [*required(group, option, assets, tmp_path), f"{group}.{key}={bad}"]
+    cfg = compose_config("fit", ["image=x.png", f"{group}={option}", *overrides])
+    with pytest.raises(Exception) as error:
+        instantiate(cfg[group], _convert_="all")
+    message = str(error.value) + str(error.value.__cause__ or "")
+    assert str(bad) in message
+    if problem == "missing":
+        assert any(word in message for word in ("expected", "download", "should be")), message
+
+
 @pytest.mark.parametrize("backend", ["auto", "torch", "pytorch3d"])
 def test_renderer_backend_override_lands_in_the_model(backend: str) -> None:
     cfg = compose_config("train", ["experiment=fast_align", "model.init_checkpoint=null", f"renderer.backend={backend}",
@@ -168,7 +162,7 @@ def test_renderer_backend_override_lands_in_the_model(backend: str) -> None:
     assert torch.isfinite(result.render.image).all() and result.render.mask.sum() > 0
 
 
-def test_regressor_timm_weights_file(assets: dict[str, Path]) -> None:
+def test_regressor_timm_weights_file(assets: AssetFiles) -> None:
     """``model.regressor.heatmap_weights=<timm weights>``: the heatmap backbone loads the file's weights."""
     cfg = compose_config("train", ["experiment=fast_align", "model.init_checkpoint=null",
                                    f"model.regressor.heatmap_weights={assets['timm']}", *TINY_MODEL_OVERRIDES])
@@ -176,11 +170,11 @@ def test_regressor_timm_weights_file(assets: dict[str, Path]) -> None:
     saved = torch.load(assets["timm"], weights_only=True)
     loaded = module.regressor.backbone.state_dict()
     key = next(key for key in saved if key.endswith("bn1.weight"))
-    torch.testing.assert_close(loaded[key], saved[key].contiguous())
+    torch.testing.assert_close(loaded[key], saved[key])
 
 
 @pytest.mark.parametrize(("group", "option"), group_options("landmarks"))
-def test_landmarks_option_detects_a_face(group: str, option: str, assets: dict[str, Path], tmp_path: Path) -> None:
+def test_landmarks_option_detects_a_face(group: str, option: str, assets: AssetFiles, tmp_path: Path) -> None:
     cfg = compose_config("fit", ["image=x.png", f"landmarks={option}", *required(group, option, assets, tmp_path)])
     landmarker = instantiate(cfg.landmarks)
     assert isinstance(landmarker, get_object(cfg.landmarks._target_))
@@ -196,7 +190,7 @@ def test_fit_option_builds_settings(group: str, option: str) -> None:
 
 
 @pytest.mark.parametrize(("group", "option"), group_options("benchmark"))
-def test_benchmark_option_builds(group: str, option: str, assets: dict[str, Path], tmp_path: Path) -> None:
+def test_benchmark_option_builds(group: str, option: str, assets: AssetFiles, tmp_path: Path) -> None:
     cfg = compose_config("evaluate", [f"benchmark={option}", *required(group, option, assets, tmp_path)])
     benchmark = instantiate(cfg.benchmark)
     assert isinstance(benchmark, get_object(cfg.benchmark._target_)) and callable(benchmark.run)
@@ -204,7 +198,7 @@ def test_benchmark_option_builds(group: str, option: str, assets: dict[str, Path
 
 @pytest.mark.parametrize(("group", "option"), group_options(*TRAIN_GROUPS))
 def test_train_group_option_builds(
-    group: str, option: str, assets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    group: str, option: str, assets: AssetFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """loss, model, data, experiment, trainer and logger options through train.py's config."""
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -224,3 +218,47 @@ def test_train_group_option_builds(
     built = instantiate(cfg[group], _convert_="all")
     target = get_object(cfg[group]._target_)
     assert isinstance(built, target if isinstance(target, type) else L.LightningModule)
+
+
+def test_component_overrides_next_to_a_checkpoint() -> None:
+    """With a ckpt: values land at their model config path; the trained option may be named (to give its file),
+    another option or another setting of it is an error naming the difference."""
+    trained = OmegaConf.to_container(compose_config("train", [
+        "experiment=fast_align", "identity=arcface_iresnet50", "identity.weights=/old/r50.pth", "lighting=sh",
+    ]).model, resolve=True)  # fmt: skip
+
+    def values(*overrides: str) -> dict:
+        cfg = compose_config("fit", ["image=x.png", "ckpt=run.ckpt", *overrides])
+        return checkpoint_values(cfg, overrides, trained, "run.ckpt")
+
+    assert values("renderer.backend=torch", "lighting=sh") == {"renderer.backend": "torch"}
+    assert values("identity=arcface_iresnet50", "identity.weights=/new/r50.pth", "refine=true") == {
+        "identity.weights": "/new/r50.pth"
+    }
+    assert component_overrides(["lighting.shininess=5", "+facemodel=npz", "image=x"]) == (
+        ["+facemodel=npz"], {"renderer.lighting.shininess": 5}
+    )
+    with pytest.raises(ValueError, match=r"identity=dlib_resnet: ckpt=run.ckpt rebuilds .* its identity has _target_="):
+        values("identity=dlib_resnet")
+    with pytest.raises(ValueError, match=r"its identity has arch='iresnet50', the option 'iresnet100'"):
+        values("identity=arcface_iresnet100", "identity.weights=/new/r100.pth")
+    with pytest.raises(ValueError, match=r"lighting=phong: .*SphericalHarmonicsLighting"):
+        values("lighting=phong")
+    with pytest.raises(ValueError, match=r"has no 'identity\.weights' to set it in"):
+        with_values({"identity": {"_target_": "x"}}, {"identity.weights.x": 1})
+    assert with_values({"identity": {"weights": "a"}}, {"identity.weights": "b"}) == {"identity": {"weights": "b"}}
+
+
+def test_evaluate_component_overrides(assets: AssetFiles) -> None:
+    """evaluate.py: values go to the synthetic benchmark's checkpoint model; micc/now take none."""
+    def kwargs(*overrides: str) -> dict:
+        return model_values(compose_config("evaluate", list(overrides)), overrides)
+
+    ckpt = f"ckpt={assets['ckpt']}"
+    assert kwargs("benchmark=synthetic", ckpt) == {}
+    backend = kwargs("benchmark=synthetic", ckpt, "renderer.backend=torch")
+    assert backend == {"model_values": {"renderer.backend": "torch"}}
+    with pytest.raises(ValueError, match=r"identity=arcface_iresnet50: ckpt=.* rebuilds"):
+        kwargs("benchmark=synthetic", ckpt, "identity=arcface_iresnet50")
+    with pytest.raises(ValueError, match=r"renderer\.backend=torch: this benchmark scores reconstructions"):
+        kwargs("benchmark=micc", "renderer.backend=torch")

@@ -4,18 +4,21 @@
 ``model.*`` (conf/components/default.yaml, conf/model/fast_ganfit.yaml). A checkpoint rebuilds the components it
 was trained with (its stored model config), so next to ``ckpt=``:
 
-- choosing another option of a group (``identity=arcface_iresnet100``) is an error: the regressor's weights were
-  sized for the trained components;
 - a value (``identity.weights=PATH``, ``renderer.backend=torch``) is applied on top of the checkpoint's component,
-  e.g. to point at a licensed file that moved since training.
+  e.g. to point at a licensed file that moved since training. A key the default option lacks needs the trained
+  option named too: ``identity=arcface_iresnet50 identity.weights=PATH``;
+- naming an option is allowed when it describes the trained component (same ``_target_`` and settings, asset file
+  keys aside); another option (``identity=dlib_resnet`` for an ArcFace checkpoint) is an error: the regressor's
+  weights were sized for the trained components.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
 
 #: Component config group -> its path in the model config (conf/model/fast_ganfit.yaml).
 COMPONENT_GROUPS: dict[str, str] = {
@@ -45,11 +48,38 @@ def component_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, 
     return choices, values
 
 
-def reject_component_choices(choices: Sequence[str], ckpt: str) -> None:
-    """Raise ``ValueError`` naming ``choices`` (component options given next to ``ckpt``)."""
-    if choices:
-        raise ValueError(
-            f"{' '.join(choices)}: ckpt={ckpt} rebuilds the components it was trained with, and its regressor is "
-            "sized for them; drop the option (values such as identity.weights=PATH or renderer.backend=torch still "
-            "apply to the checkpoint's components), train a checkpoint with it, or use fit.py ckpt=null (GANFit)"
-        )
+#: Keys naming an asset file or a cache: they may differ from the checkpoint's (the file moved).
+FILE_KEYS = frozenset({"path", "weights", "model_path", "cache_dir", "landmark_indices", "uv_mesh"})
+
+
+def checkpoint_values(
+    cfg: DictConfig, overrides: Sequence[str], trained: Mapping[str, Any], ckpt: str
+) -> dict[str, Any]:
+    """The component values of ``overrides`` to set on the ``trained`` model config of ``ckpt`` (dotted model config
+    keys). ``ValueError`` for a component option in ``overrides`` that differs from the trained component: its
+    ``_target_`` or a setting of the option (``cfg``'s composed group, keys set by ``overrides`` and
+    :data:`FILE_KEYS` aside)."""
+    choices, values = component_overrides(overrides)
+    stored = OmegaConf.create(dict(trained))
+    for choice in choices:
+        group = choice.split("=", 1)[0].lstrip("+~")
+        path = COMPONENT_GROUPS[group]
+        component = OmegaConf.select(stored, path)
+        if choice.startswith("~") or not isinstance(component, DictConfig):
+            raise ValueError(f"{choice}: ckpt={ckpt} has no {path!r} component to match it")
+        chosen = cfg[group]
+        for key in chosen:
+            if key in FILE_KEYS or f"{path}.{key}" in values or OmegaConf.is_missing(chosen, key):
+                continue
+            value = OmegaConf.to_container(chosen, resolve=True)[key]
+            if value is None or isinstance(value, dict):
+                continue
+            theirs = OmegaConf.to_container(component, resolve=True).get(key)
+            if value != theirs:
+                raise ValueError(
+                    f"{choice}: ckpt={ckpt} rebuilds the components it was trained with, and its regressor is sized "
+                    f"for them: its {group} has {key}={theirs!r}, the option {value!r}. Drop the option (values such "
+                    "as identity.weights=PATH still apply to the checkpoint's components), train a checkpoint with "
+                    "it, or use fit.py ckpt=null (GANFit)"
+                )
+    return values

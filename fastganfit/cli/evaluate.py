@@ -6,8 +6,8 @@ A thin Hydra entry point: the benchmark named by ``benchmark=`` is instantiated 
 added as a benchmark config.
 
 Component overrides (``identity.weights=PATH``, ``renderer.backend=torch``) apply on top of the model of a
-benchmark's ``ckpt`` (benchmark=synthetic); choosing another component option (``identity=...``) is an error, and
-so is any component override for a benchmark without a model (micc, now). See :mod:`fastganfit.cli.components`.
+benchmark's ``ckpt`` (benchmark=synthetic); an option other than the trained one (``identity=...``) is an error,
+and so is any component override for a benchmark without a model (micc, now). See :mod:`fastganfit.cli.components`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.benchmarks.report import write_report
 from fastganfit.cli import CONFIG_DIR
-from fastganfit.cli.components import component_overrides, reject_component_choices
+from fastganfit.cli.components import checkpoint_values, component_overrides
+from fastganfit.regression.checkpoint import read_model_config
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,10 @@ def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
             f"{' '.join(given)}: this benchmark scores reconstructions already written and builds no model; "
             "component overrides apply to a ckpt's model (benchmark=synthetic)"
         )
-    reject_component_choices(choices, str(cfg.ckpt))
-    return {"model_values": values}
+    ckpt = cfg.benchmark.ckpt
+    if not ckpt:  # the benchmark says what it needs
+        return {"model_values": values}
+    return {"model_values": checkpoint_values(cfg, overrides, read_model_config(ckpt), str(ckpt))}
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")

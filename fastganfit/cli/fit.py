@@ -7,8 +7,8 @@ of one person share shape and texture. Results go to ``output`` (default: the Hy
 per image, and ``index.html`` for several images. See docs/fitting.md.
 
 Components (``facemodel=``, ``identity=``, ``heatmaps=``, ``texture=``, ``lighting=``, ``renderer.``) build the
-model with ``ckpt=null``; with a ckpt they follow :mod:`fastganfit.cli.components` (another option: an error; a
-value: applied on top of the checkpoint's component).
+model with ``ckpt=null``; with a ckpt they follow :mod:`fastganfit.cli.components` (a value applies on top of the
+checkpoint's component; an option other than the trained one is an error).
 
 Exit status: 0 when every image was reconstructed, 1 when any image failed (the others are still written),
 2 on a bad checkpoint, option or model configuration.
@@ -29,10 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
-from fastganfit.cli.components import component_overrides, reject_component_choices
+from fastganfit.cli.components import checkpoint_values
 from fastganfit.fitting.pipeline import FitOptions, reconstruct_images
 from fastganfit.reconstruction.graph import COMPONENTS, FaceReconstructionGraph
-from fastganfit.regression.checkpoint import load_fast_ganfit
+from fastganfit.regression.checkpoint import load_fast_ganfit, read_model_config
 from fastganfit.regression.module import FastGANFitModule
 
 SUBJECTS = {False: "none", True: "all", "folder": "folder"}
@@ -65,8 +65,7 @@ def build(
         raise ValueError(f"multi_image must be true, false or folder, got {cfg.multi_image!r}")
     device = resolve_device(str(cfg.device))
     if cfg.ckpt is not None:
-        choices, values = component_overrides(overrides)
-        reject_component_choices(choices, str(cfg.ckpt))
+        values = checkpoint_values(cfg, overrides, read_model_config(cfg.ckpt), str(cfg.ckpt))
         module = load_fast_ganfit(cfg.ckpt, device, values)
         graph = module.graph
         start, settings = "regressor", instantiate(cfg.refinement, _convert_="all") if cfg.refine else None
