@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from skimage import data
 from tiny_checkpoint import TINY_MODEL_OVERRIDES
 
-from fastganfit.cli.components import checkpoint_values, component_overrides
+from fastganfit.cli.components import checkpoint_values, component_overrides, require_component_values
 from fastganfit.cli.evaluate import model_values
 from fastganfit.regression.checkpoint import with_values
 from fastganfit.regression.module import FastGANFitModule
@@ -262,3 +262,10 @@ def test_evaluate_component_overrides(assets: AssetFiles) -> None:
         kwargs("benchmark=synthetic", ckpt, "identity=arcface_iresnet50")
     with pytest.raises(ValueError, match=r"renderer\.backend=torch: this benchmark scores reconstructions"):
         kwargs("benchmark=micc", "renderer.backend=torch")
+
+
+def test_a_required_component_value_left_out_is_named_by_its_group() -> None:
+    require_component_values(compose_config("fit", ["image=x.png"]))  # the defaults need no file
+    cfg = compose_config("fit", ["image=x.png", "facemodel=bfm2009", "facemodel.path=m.mat", "texture=pca"])
+    with pytest.raises(ValueError, match=r"^facemodel\.landmark_indices=\.\.\., texture\.path=\.\.\. missing"):
+        require_component_values(cfg)

@@ -118,3 +118,6 @@ def test_a_missing_asset_stops_train_and_fit_before_any_work(tmp_path: Path) -> 
                f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'fit'}"])  # fmt: skip
     assert fit.returncode == 2 and f"weights file not found: {missing}" in fit.stderr
     assert not (tmp_path / "out").exists()
+    unset = run(["train.py", "experiment=fast_align", "facemodel=flame", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert unset.returncode == 2, unset.stderr[-2000:]
+    assert "error: facemodel.landmark_indices=..., facemodel.path=... missing" in unset.stderr

@@ -83,3 +83,14 @@ def checkpoint_values(
                     "it, or use fit.py ckpt=null (GANFit)"
                 )
     return values
+
+
+def require_component_values(cfg: DictConfig) -> None:
+    """``ValueError`` naming the component values ``cfg`` leaves out (``facemodel.path=???``), as the user gives them
+    (not through the model config's references)."""
+    missing = [key for group in COMPONENT_GROUPS if group in cfg for key in sorted(OmegaConf.missing_keys(cfg[group]))]
+    if missing:
+        raise ValueError(
+            f"{', '.join(f'{key}=...' for key in missing)} missing: the chosen component needs it (the '# Asset:' line "
+            "of its conf/<group>/<option>.yaml and docs/assets.md say which file)"
+        )

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
-from fastganfit.cli.components import checkpoint_values
+from fastganfit.cli.components import checkpoint_values, require_component_values
 from fastganfit.fitting.pipeline import FitOptions, reconstruct_images
 from fastganfit.reconstruction.graph import COMPONENTS, FaceReconstructionGraph
 from fastganfit.regression.checkpoint import load_fast_ganfit, read_model_config
@@ -70,6 +70,7 @@ def build(
         graph = module.graph
         start, settings = "regressor", instantiate(cfg.refinement, _convert_="all") if cfg.refine else None
     else:
+        require_component_values(cfg)
         module, graph = None, build_graph(cfg, device)
         start, settings = "mean_face", instantiate(cfg.ganfit, _convert_="all")
     options = FitOptions(

@@ -2,11 +2,11 @@
 [logger=csv|wandb|tensorboard]``.
 
 The experiment config provides ``model`` (a LightningModule) and ``data`` (a LightningDataModule);
-The model's components are config groups (``facemodel=``, ``texture=``, ``identity=``, ``heatmaps=``, ``lighting=``,
-``renderer.``; conf/components/default.yaml); the resolved model config goes into every checkpoint.
 ``ckpt_path=...`` resumes a run with its optimiser state and step. An experiment with ``stages`` (e.g.
 ``experiment=demo``: alignment, then the full objective) trains each stage in turn, each from the previous
-stage's final checkpoint.
+stage's final checkpoint. The model's components are config groups (``facemodel=``, ``texture=``, ``identity=``,
+``heatmaps=``, ``lighting=``, ``renderer.``; conf/components/default.yaml); the resolved model config goes into
+every checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.components import require_component_values
 from fastganfit.training.checkpoint_config import ModelConfigInCheckpoint
 from fastganfit.training.loggers import prepare_logger_environment
 from fastganfit.training.stages import chain_from, resume_point, stage_configs
@@ -67,6 +68,7 @@ def main(cfg: DictConfig) -> None:
               file=sys.stderr)
         sys.exit(2)
     try:
+        require_component_values(cfg)
         stages = stage_configs(cfg)
         stages, previous = resume_point(stages, cfg.ckpt_path)
     except ValueError as error:
