@@ -431,7 +431,7 @@ def test_fit_py_refines_and_exits_non_zero_when_an_image_fails(checkpoint, tmp_p
 @pytest.mark.slow
 def test_fit_py_without_checkpoint_runs_ganfit_from_the_mean_face(tmp_path) -> None:
     Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
-    tiny = [override for override in TINY_MODEL_OVERRIDES if not override.startswith("model.texture")]
+    tiny = [override for override in TINY_MODEL_OVERRIDES if not override.startswith("texture.")]
     command = [
         sys.executable, str(REPO / "fit.py"), f"image={tmp_path / 'astronaut.png'}", "texture=procedural",
         "texture.resolution=32", *tiny, "ganfit.stages.align.steps=4", "ganfit.stages.full.steps=1",

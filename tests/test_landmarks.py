@@ -9,6 +9,7 @@ import hydra
 import numpy as np
 import pytest
 import torch
+from asset_files import write_fan_weights
 from matplotlib import cbook
 from omegaconf import OmegaConf
 from PIL import Image
@@ -323,10 +324,7 @@ def test_fan_heatmap_to_image_map_matches_face_alignment() -> None:
 
 @pytest.mark.slow
 def test_face_alignment_fan_network_loads_from_a_weights_file(tmp_path: Path) -> None:
-    from face_alignment.models import FAN
-
-    weights = tmp_path / FAN_WEIGHTS_FILENAME
-    torch.save(FAN(4).state_dict(), weights)  # random weights: the file format and the plumbing, not accuracy
+    weights = write_fan_weights(tmp_path / FAN_WEIGHTS_FILENAME)  # random weights: the format and the plumbing
     network = load_fan(weights)
     assert not network.training and not any(p.requires_grad for p in network.parameters())
     source = FANHeatmaps(weights=weights, flip=False)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import pickle
-import sys
-import types
 from pathlib import Path
-from unittest import mock
 
 import h5py
 import numpy as np
 import pytest
-import scipy.io
-import scipy.sparse
 import torch
+from asset_files import (
+    FACES,
+    LANDMARKS,
+    MEAN_MM,
+    V,
+    chumpy_pickle,
+    flame_arrays,
+    orthonormal,
+    write_bfm2009,
+    write_bfm2017,
+)
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -29,126 +35,6 @@ from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.io.mesh_export import write_obj
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "facemodel"
-
-
-def face_mesh() -> tuple[np.ndarray, np.ndarray]:
-    """A 5x5 grid (mm) bulging towards +Z like a face, with triangles wound counter-clockwise from +Z."""
-    y, x = np.mgrid[-2:3, -2:3].astype(np.float64)
-    z = 40.0 - 4.0 * (x**2 + y**2) + 0.3 * x  # nose tip at the centre, slightly asymmetric
-    vertices = np.stack([x * 30.0 + 3.0, y * 35.0 - 7.0, z + 20.0], -1).reshape(-1, 3)
-    faces = []
-    for r in range(4):
-        for c in range(4):
-            a, b, d, e = r * 5 + c, r * 5 + c + 1, (r + 1) * 5 + c, (r + 1) * 5 + c + 1
-            faces += [[a, b, e], [a, e, d]]
-    return vertices, np.asarray(faces, np.int64)
-
-
-MEAN_MM, FACES = face_mesh()
-V = len(MEAN_MM)
-LANDMARKS = (np.arange(68) * 7) % V
-
-
-def orthonormal(rows: int, cols: int, seed: int) -> np.ndarray:
-    return np.linalg.qr(np.random.default_rng(seed).normal(size=(rows, cols)))[0]
-
-
-def write_bfm2009(path: Path, drop: str | None = None, **override: np.ndarray) -> dict[str, np.ndarray]:
-    """01_MorphableModel.mat layout: micrometres, shapePC orthonormal, shapeEV standard deviations."""
-    rng = np.random.default_rng(1)
-    arrays = {
-        "shapeMU": (MEAN_MM.reshape(-1, 1) * 1000.0).astype(np.float32),
-        "shapePC": orthonormal(3 * V, 4, seed=2).astype(np.float32),
-        "shapeEV": np.array([[4000.0], [3000.0], [2000.0], [500.0]], np.float32),
-        "texMU": rng.uniform(0, 255, size=(3 * V, 1)).astype(np.float32),
-        "texPC": orthonormal(3 * V, 4, seed=3).astype(np.float32),
-        "texEV": np.ones((4, 1), np.float32),
-        "tl": (FACES[:, [0, 2, 1]] + 1).astype(np.float64),  # 1-based, wound clockwise as in BFM 2009
-        "segbin": np.ones((V, 4), np.uint8),
-    }
-    arrays.update(override)
-    if drop:
-        del arrays[drop]
-    scipy.io.savemat(path, arrays)
-    return arrays
-
-
-def write_bfm2017(path: Path, drop: str | None = None, scaled_basis: bool = False, **override) -> dict[str, np.ndarray]:
-    """Statismo layout of model2017-1_*.h5 / model2019_*.h5: mm, orthonormal pcaBasis + pcaVariance."""
-    rng = np.random.default_rng(4)
-    arrays = {
-        "shape/model/mean": MEAN_MM.reshape(-1).astype(np.float32),
-        # a cropped model (like face12): rows of a larger orthonormal basis, so columns are not unit length
-        "shape/model/pcaBasis": orthonormal(3 * V + 30, 5, seed=5)[: 3 * V].astype(np.float32),
-        "shape/model/pcaVariance": np.array([25.0, 16.0, 9.0, 4.0, 1.0], np.float32),
-        "shape/model/noiseVariance": np.array([1e-4], np.float32),
-        "shape/representer/points": MEAN_MM.T.astype(np.float32),
-        "shape/representer/cells": FACES.T.astype(np.int32),
-        "color/model/mean": rng.uniform(size=3 * V).astype(np.float32),
-        "color/model/pcaBasis": orthonormal(3 * V, 2, seed=6).astype(np.float32),
-        "color/model/pcaVariance": np.array([0.1, 0.05], np.float32),
-        "color/representer/cells": FACES.T.astype(np.int32),
-        "expression/model/mean": rng.normal(scale=0.5, size=3 * V).astype(np.float32),
-        "expression/model/pcaBasis": orthonormal(3 * V, 3, seed=7).astype(np.float32),
-        "expression/model/pcaVariance": np.array([36.0, 4.0, 0.25], np.float32),
-        "expression/representer/cells": FACES.T.astype(np.int32),
-    }
-    if scaled_basis:  # old statismo (0.8) files store U * sqrt(variance): the reader normalises the columns
-        for group in ("shape", "expression"):
-            arrays[f"{group}/model/pcaBasis"] *= np.linspace(2.0, 9.0, arrays[f"{group}/model/pcaVariance"].size)
-    arrays.update(override)
-    if drop:
-        arrays = {key: value for key, value in arrays.items() if not key.startswith(drop)}
-    with h5py.File(path, "w") as h5:
-        for key, value in arrays.items():
-            h5[key] = value
-        for group in ("shape", "color", "expression"):
-            if group in h5:
-                h5[f"{group}/version/majorVersion"] = 0
-                h5[f"{group}/version/minorVersion"] = 8 if scaled_basis else 9
-            if f"{group}/representer" in h5:
-                h5[f"{group}/representer"].attrs["datasetType"] = "POLYGON_MESH"
-    return arrays
-
-
-def flame_arrays(**override) -> dict[str, object]:
-    """generic_model.pkl layout: metres, shapedirs [V, 3, 300 shape + 100 expression], f uint32."""
-    rng = np.random.default_rng(8)
-    arrays = {
-        "v_template": MEAN_MM / 1000.0,
-        "shapedirs": rng.normal(scale=1e-3, size=(V, 3, 400)),
-        "posedirs": rng.normal(size=(V, 3, 36)),
-        "J_regressor": scipy.sparse.csc_matrix(rng.uniform(size=(5, V))),
-        "weights": rng.uniform(size=(V, 5)),
-        "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], np.int64),
-        "f": FACES.astype(np.uint32),
-        "bs_style": "lbs",
-        "bs_type": "lrotmin",
-    }
-    arrays.update(override)
-    return arrays
-
-
-class FakeCh:
-    """Pickles like chumpy's ``Ch``: ``chumpy.ch.Ch`` rebuilt from a state dict whose ``x`` is the data."""
-
-    def __init__(self, x: np.ndarray) -> None:
-        self.x = x
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"x": self.x, "_dirty_vars": set(), "_itr": None, "_depends_on_deps": {}, "_make_dense": False}
-
-
-def chumpy_pickle(arrays: dict[str, object]) -> bytes:
-    """Pickle ``arrays`` with v_template and shapedirs as chumpy objects, as MPI ships FLAME."""
-    package, module = types.ModuleType("chumpy"), types.ModuleType("chumpy.ch")
-    module.Ch = type("Ch", (FakeCh,), {"__module__": "chumpy.ch"})
-    package.ch = module
-    payload = {key: module.Ch(value) if key in ("v_template", "shapedirs") else value for key, value in arrays.items()}
-    with mock.patch.dict(sys.modules, {"chumpy": package, "chumpy.ch": module}):
-        data = pickle.dumps(payload, protocol=2)
-    assert b"chumpy.ch" in data and "chumpy" not in sys.modules
-    return data
 
 
 def vertices_of(model: MorphableModel, shape: np.ndarray, expression: np.ndarray) -> np.ndarray:

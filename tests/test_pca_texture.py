@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from asset_files import pca_texture_arrays, write_npz
 from hydra.utils import instantiate
 from omegaconf import MissingMandatoryValue, OmegaConf
 
@@ -18,18 +19,8 @@ VARIANCES = np.array([4.0, 1.0, 0.25], np.float32)
 
 
 def model_arrays(seed: int = 0) -> dict[str, np.ndarray]:
-    """A tiny model: mean in [0.3, 0.7], modes of at most 0.02, so |latent| <= 2 never saturates."""
-    rng = np.random.default_rng(seed)
-    return {
-        "mean": rng.uniform(0.3, 0.7, (3, R, R)).astype(np.float32),
-        "basis": rng.uniform(-0.02, 0.02, (K, 3, R, R)).astype(np.float32),
-        "variances": VARIANCES.copy(),
-    }
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> Path:
-    np.savez(path, **arrays)
-    return path
+    """A tiny model (R x R texels, K modes with VARIANCES)."""
+    return pca_texture_arrays(seed, R, tuple(VARIANCES))
 
 
 @pytest.fixture

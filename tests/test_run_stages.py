@@ -92,8 +92,8 @@ def test_train_py_runs_stages_and_resumes_the_last(tmp_path: Path) -> None:
     overrides = [
         "experiment=fast_align", f"data.train_urls={shards}", f"data.val_urls={shards}", "data.synthetic=null",
         "data.batch_size=2", "data.num_workers=0", "data.shuffle_buffer=0", "data.augment=false",
-        "model.renderer.image_size=64", "model.heatmaps.crop_size=64", "model.heatmaps.heatmap_size=32",
-        "model.texture.resolution=32", "model.identity.layers=[stage3]", "model.regressor.adapter_channels=8",
+        "renderer.image_size=64", "heatmaps.crop_size=64", "heatmaps.heatmap_size=32",
+        "texture.resolution=32", "identity.layers=[stage3]", "model.regressor.adapter_channels=8",
         "model.regressor.feature_dim=16", "model.regressor.hidden=16", "model.log_images_every_n_steps=0",
         "model.warmup_steps=0", "+trainer.enable_progress_bar=false", "trainer.max_steps=1",
         "trainer.log_every_n_steps=1",

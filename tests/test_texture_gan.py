@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from asset_files import TINY_GENERATOR
 
 from fastganfit.data.texture_data import TextureDataModule
 from fastganfit.texture import generator as texture_generator
@@ -15,7 +16,7 @@ from fastganfit.texture.gan_module import TextureGANModule
 from fastganfit.texture.generator import LATENT_SPACES, TextureGenerator
 from fastganfit.texture.procedural import REGION_NAMES, ProceduralTexture
 
-TINY = {"resolution": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2, "base_channels": 16, "max_channels": 32}
+TINY = TINY_GENERATOR
 
 
 @pytest.fixture(scope="module")

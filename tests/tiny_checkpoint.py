@@ -15,11 +15,12 @@ from fastganfit.regression.module import REGRESSOR_PREFIX, FastGANFitModule
 from fastganfit.training.checkpoint_config import CHECKPOINT_CONFIG_KEY
 
 REPO = Path(__file__).resolve().parent.parent
-#: train.py overrides that shrink a fast_* experiment's model to test size (64 px crops and renders).
+#: train.py overrides that shrink a fast_* experiment's model to test size (64 px crops and renders). Components are
+#: set through their config groups (conf/components/default.yaml), the regressor under model.
 TINY_MODEL_OVERRIDES = [
-    "model.renderer.image_size=64", "model.heatmaps.crop_size=64", "model.heatmaps.heatmap_size=32",
-    "model.texture.resolution=32", "model.identity.layers=[stage2,stage3]", "model.regressor.adapter_channels=16",
-    "model.regressor.feature_dim=32", "model.regressor.hidden=32",
+    "renderer.image_size=64", "heatmaps.crop_size=64", "heatmaps.heatmap_size=32", "texture.resolution=32",
+    "identity.layers=[stage2,stage3]", "model.regressor.adapter_channels=16", "model.regressor.feature_dim=32",
+    "model.regressor.hidden=32",
 ]
 
 

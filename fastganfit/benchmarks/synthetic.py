@@ -89,6 +89,8 @@ class SyntheticBenchmark:
     ``n`` faces of set ``seed``, rendered at the checkpoint's crop size, reconstructed ``batch_size`` at a time
     on ``device`` (``auto``: CUDA when available). ``crop_radius``, ``icp_tolerance`` and
     ``icp_max_iterations`` as in MICC. Error maps use a 0..``max_error_mm`` scale and show ``num_examples`` faces.
+    ``model_values``: dotted model config keys set on the checkpoint's config before building it (evaluate.py's
+    component values, e.g. ``{"identity.weights": path}``).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class SyntheticBenchmark:
         map_size: int = 192,
         device: str = "auto",
         progress: bool = True,
+        model_values: Mapping[str, Any] | None = None,
     ) -> None:
         if not ckpt:
             raise ValueError("benchmark=synthetic needs ckpt=<checkpoint of a train.py run>, e.g. the demo's "
@@ -124,10 +127,11 @@ class SyntheticBenchmark:
         self.max_error_mm, self.num_examples, self.map_size = max_error_mm, min(num_examples, n), map_size
         self.device = select_device(device)
         self.progress = progress
+        self.model_values = dict(model_values or {})
 
     def run(self) -> EvaluationReport:
         """Reconstruct the held-out faces with every method, score them, and build the report with its figures."""
-        module = load_fast_ganfit(self.ckpt, self.device)
+        module = load_fast_ganfit(self.ckpt, self.device, self.model_values)
         methods = reconstruction_methods(module, self.refine_settings)
         source = SyntheticFaceSource(self.seed, module.graph.crop_size)
         gt_faces = source.model.faces.numpy()

@@ -5,26 +5,53 @@ A thin Hydra entry point: the benchmark named by ``benchmark=`` is instantiated 
 ``output_dir`` (default: the Hydra run folder); ``logger=wandb`` also logs them to a W&B run grouped with
 the training run of ``ckpt`` (docs/tracking.md). Any object with ``run() -> EvaluationReport`` can be
 added as a benchmark config.
+
+Component overrides (``identity.weights=PATH``, ``renderer.backend=torch``) apply on top of the model of a
+benchmark's ``ckpt`` (benchmark=synthetic); an option other than the trained one (``identity=...``) is an error,
+and so is any component override for a benchmark without a model (micc, now). See :mod:`fastganfit.cli.components`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.benchmarks.report import write_report
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.components import checkpoint_values, component_overrides
+from fastganfit.regression.checkpoint import read_model_config
 from fastganfit.training.loggers import close_loggers
 from fastganfit.training.tracking import log_evaluation, open_run
 
 log = logging.getLogger(__name__)
+
+
+def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
+    """``{"model_values": ...}`` for the benchmark's constructor when ``overrides`` set component values (none:
+    ``{}``); ``ValueError`` for component options, or any component override when the benchmark has no ckpt."""
+    choices, values = component_overrides(overrides)
+    if not choices and not values:
+        return {}
+    if "ckpt" not in cfg.benchmark:
+        given = choices + [f"{key}={value}" for key, value in values.items()]
+        raise ValueError(
+            f"{' '.join(given)}: this benchmark scores reconstructions already written and builds no model; "
+            "component overrides apply to a ckpt's model (benchmark=synthetic)"
+        )
+    ckpt = cfg.benchmark.ckpt
+    if not ckpt:  # the benchmark says what it needs
+        return {"model_values": values}
+    return {"model_values": checkpoint_values(cfg, overrides, read_model_config(ckpt), str(ckpt))}
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")
@@ -32,9 +59,9 @@ def main(cfg: DictConfig) -> None:
     """Instantiate ``cfg.benchmark``, run it, print the table and write the results files."""
     try:
         tracker = open_run(cfg, "evaluate", cfg.get("ckpt"))
-        benchmark = instantiate(cfg.benchmark)
+        benchmark = instantiate(cfg.benchmark, **model_values(cfg, HydraConfig.get().overrides.task))
         report = benchmark.run()
-    except (InstantiationException, ValueError, FileNotFoundError) as error:
+    except (InstantiationException, ValueError, FileNotFoundError, MissingMandatoryValue) as error:
         cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
         print(f"evaluate.py: error: {cause}", file=sys.stderr)
         sys.exit(2)

@@ -7,6 +7,10 @@ of one person share shape and texture. Results go to ``output`` (default: the Hy
 per image, and ``index.html`` for several images; ``logger=wandb`` also logs them to a W&B run (a table of
 inputs, renders, overlays, textures, meshes and objective values; docs/tracking.md). See docs/fitting.md.
 
+Components (``facemodel=``, ``identity=``, ``heatmaps=``, ``texture=``, ``lighting=``, ``renderer.``) build the
+model with ``ckpt=null``; with a ckpt they follow :mod:`fastganfit.cli.components` (a value applies on top of the
+checkpoint's component; an option other than the trained one is an error).
+
 Exit status: 0 when every image was reconstructed, 1 when any image failed (the others are still written),
 2 on a bad checkpoint, option or model configuration.
 """
@@ -14,6 +18,7 @@ Exit status: 0 when every image was reconstructed, 1 when any image failed (the 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -22,11 +27,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.components import checkpoint_values, require_component_values
 from fastganfit.fitting.pipeline import FitOptions, reconstruct_images
 from fastganfit.reconstruction.graph import COMPONENTS, FaceReconstructionGraph
-from fastganfit.regression.checkpoint import load_fast_ganfit
+from fastganfit.regression.checkpoint import load_fast_ganfit, read_model_config
 from fastganfit.regression.module import FastGANFitModule
 from fastganfit.training.loggers import close_loggers
 from fastganfit.training.tracking import log_fit, open_run
@@ -52,16 +59,21 @@ def build_graph(cfg: DictConfig, device: torch.device) -> FaceReconstructionGrap
     return graph.to(device)
 
 
-def build(cfg: DictConfig) -> tuple[FaceReconstructionGraph, FastGANFitModule | None, object, FitOptions]:
-    """The graph, the trained module (with ``ckpt``), the landmarker and the options a configuration asks for."""
+def build(
+    cfg: DictConfig, overrides: Sequence[str] = ()
+) -> tuple[FaceReconstructionGraph, FastGANFitModule | None, object, FitOptions]:
+    """The graph, the trained module (with ``ckpt``), the landmarker and the options a configuration asks for.
+    ``overrides``: the command line's (component values among them apply on top of the checkpoint's config)."""
     if cfg.multi_image not in SUBJECTS:
         raise ValueError(f"multi_image must be true, false or folder, got {cfg.multi_image!r}")
     device = resolve_device(str(cfg.device))
     if cfg.ckpt is not None:
-        module = load_fast_ganfit(cfg.ckpt, device)
+        values = checkpoint_values(cfg, overrides, read_model_config(cfg.ckpt), str(cfg.ckpt))
+        module = load_fast_ganfit(cfg.ckpt, device, values)
         graph = module.graph
         start, settings = "regressor", instantiate(cfg.refinement, _convert_="all") if cfg.refine else None
     else:
+        require_component_values(cfg)
         module, graph = None, build_graph(cfg, device)
         start, settings = "mean_face", instantiate(cfg.ganfit, _convert_="all")
     options = FitOptions(
@@ -84,9 +96,9 @@ def main(cfg: DictConfig) -> None:
         print("fit.py: error: give image=PATH (a file, a folder or a glob pattern)", file=sys.stderr)
         sys.exit(2)
     try:
-        graph, module, landmarker, options = build(cfg)
+        graph, module, landmarker, options = build(cfg, HydraConfig.get().overrides.task)
         tracker = open_run(cfg, "fit", cfg.ckpt)
-    except (FileNotFoundError, ValueError, InstantiationException) as error:
+    except (FileNotFoundError, ValueError, InstantiationException, MissingMandatoryValue) as error:
         print(f"fit.py: error: {error}", file=sys.stderr)
         sys.exit(2)
     output = Path(cfg.output) if cfg.output is not None else Path(HydraConfig.get().runtime.output_dir)

@@ -4,7 +4,9 @@
 The experiment config provides ``model`` (a LightningModule) and ``data`` (a LightningDataModule);
 ``ckpt_path=...`` resumes a run with its optimiser state and step. An experiment with ``stages`` (e.g.
 ``experiment=demo``: alignment, then the full objective) trains each stage in turn, each from the previous
-stage's final checkpoint.
+stage's final checkpoint. The model's components are config groups (``facemodel=``, ``texture=``, ``identity=``,
+``heatmaps=``, ``lighting=``, ``renderer.``; conf/components/default.yaml); the resolved model config goes into
+every checkpoint.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.components import require_component_values
 from fastganfit.training.checkpoint_config import ModelConfigInCheckpoint
 from fastganfit.training.loggers import (
     close_loggers,
@@ -32,14 +37,25 @@ from fastganfit.training.stages import chain_from, resume_point, stage_configs
 EXPERIMENTS = "demo, fast_align, fast_full, texture_gan, texture_gan_procedural"
 
 
+def build_model(config: DictConfig) -> L.LightningModule:
+    """Instantiate the model config; a component that cannot be built (a missing or wrong asset file, a required
+    value left out) ends the run with exit status 2 and the reason, before any data or training work."""
+    try:
+        return instantiate(config, _convert_="all")
+    except (InstantiationException, MissingMandatoryValue) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+        print(f"train.py: error: the model could not be built: {cause}", file=sys.stderr)
+        sys.exit(2)
+
+
 def train(cfg: DictConfig, init_artifact: str | None = None) -> tuple[Path, str | None]:
     """Train one configuration; returns the path of its final checkpoint (``<run_dir>/checkpoints/last.ckpt``)
     and the name of the W&B artifact it was uploaded as (``logger.log_model``; else ``None``).
     ``init_artifact``: the artifact of the checkpoint this run starts from (a staged run's previous stage)."""
     L.seed_everything(cfg.seed, workers=True)
+    module = build_model(cfg.model)
     prepare_logger_environment(OmegaConf.select(cfg, "logger._target_"))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    module = instantiate(cfg.model, _convert_="all")
     callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
     callbacks.append(ModelConfigInCheckpoint(OmegaConf.to_container(cfg.model, resolve=True)))
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
@@ -71,6 +87,7 @@ def main(cfg: DictConfig) -> None:
         )
         sys.exit(2)
     try:
+        require_component_values(cfg)
         stages = stage_configs(cfg)
         stages, previous = resume_point(stages, cfg.ckpt_path)
     except ValueError as error:

@@ -35,10 +35,11 @@ class ModelFormatError(ValueError):
     """A model file is not in the expected format (missing key, wrong shape, unreadable)."""
 
 
-def _check_file(path: str | os.PathLike, what: str) -> Path:
+def _check_file(path: str | os.PathLike, what: str, expected: str = "") -> Path:
+    """``path`` as a Path; ``FileNotFoundError`` naming ``what`` and the ``expected`` file when it is not a file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} does not exist")
+        raise FileNotFoundError(f"{what} file {path} does not exist" + (f" (expected {expected})" if expected else ""))
     return path
 
 
@@ -50,7 +51,7 @@ def read_landmark_indices(source: LandmarkSource | None, num_vertices: int, mode
             f"{NUM_LANDMARKS} 0-based vertex indices in iBUG-68 order, as a list or a .npy/.txt file"
         )
     if isinstance(source, str | os.PathLike):
-        path = _check_file(source, "landmark indices")
+        path = _check_file(source, "landmark indices", "68 0-based vertex indices in iBUG order, a .txt or .npy")
         if path.suffix.lower() == ".npy":
             values = np.load(path, allow_pickle=False)
         else:
@@ -134,7 +135,7 @@ def canonical_pivot(mean: np.ndarray, landmark_indices: np.ndarray) -> np.ndarra
 
 def _uv_layout(uv_mesh: str | os.PathLike, num_vertices: int, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``uvs [T, 2]`` and per-corner ``face_uvs [F, 3]`` for ``faces`` from an OBJ with the same vertices."""
-    path = _check_file(uv_mesh, "UV mesh")
+    path = _check_file(uv_mesh, "UV mesh", "an OBJ with the model's vertices in order and 'f v/vt' UV corners")
     mesh = read_obj(path)
     if len(mesh.vertices) != num_vertices:
         raise ValueError(f"UV mesh {path}: {len(mesh.vertices)} vertices, the model has {num_vertices}")
@@ -226,7 +227,7 @@ def load_bfm2009(
     ``tl`` are 1-based. BFM 2009 has no expression model: the model has 0 expression components.
     ``num_shape`` keeps the first components (default all 199).
     """
-    path = _check_file(path, "BFM 2009 model")
+    path = _check_file(path, "BFM 2009 model", f"{BFM2009_LAYOUT}; see docs/assets.md")
     data = _read_mat(path, ("shapeMU", "shapePC", "shapeEV", "tl"))
     mean = _flat_shape(_require(data, "shapeMU", path, BFM2009_LAYOUT), "shapeMU", path)
     basis = _require(data, "shapePC", path, BFM2009_LAYOUT)
@@ -294,7 +295,7 @@ def load_bfm2017(
     """
     import h5py
 
-    path = _check_file(path, "BFM 2017/2019 model")
+    path = _check_file(path, "BFM 2017/2019 model", f"{BFM2017_LAYOUT}; see docs/assets.md")
     try:
         h5 = h5py.File(path, "r")
     except OSError as error:
@@ -392,7 +393,7 @@ def load_flame(
     ``num_shape``/``num_expression`` keep the first components (default all: 300 and, in FLAME 2020
     and 2023, 100). ``uv_mesh``: FLAME's ``head_template.obj`` (same vertex order) gives the UV layout.
     """
-    path = _check_file(path, "FLAME model")
+    path = _check_file(path, "FLAME model", f"{FLAME_LAYOUT}; see docs/assets.md")
     try:
         with path.open("rb") as handle:
             data = _ModelUnpickler(handle, encoding="latin1").load()
@@ -454,7 +455,7 @@ def load_morphable_model(
         raise ValueError(f"unknown model format {kind!r}; expected auto, npz, {', '.join(loaders)}")
     if options:
         raise TypeError(f"{path}: the npz format takes no options, got {sorted(options)}")
-    model = MorphableModel.from_npz(_check_file(path, "morphable model"))
+    model = MorphableModel.from_npz(_check_file(path, "morphable model", "an .npz in fastganfit's layout"))
     if landmark_indices is None and uv_mesh is None:
         return model
     arrays = model.arrays()

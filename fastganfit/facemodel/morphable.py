@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -157,9 +158,16 @@ class MorphableModel(nn.Module):
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"morphable model file {path} does not exist")
-        with np.load(path, allow_pickle=False) as data:
-            return cls.from_arrays({key: data[key] for key in data.files}, source=str(path))
+            raise FileNotFoundError(
+                f"morphable model file {path} does not exist (expected an .npz with mean, shape_basis, "
+                "expression_basis, faces and landmark_indices; docs/facemodels.md)"
+            )
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path}: cannot be read as an .npz of arrays ({error})") from error
+        return cls.from_arrays(arrays, source=str(path))
 
     @classmethod
     def ict(cls) -> MorphableModel:

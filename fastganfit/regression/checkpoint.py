@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from fastganfit.regression.module import FastGANFitModule, load_regressor_weights
 
@@ -88,14 +89,29 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     return renamed_targets(config)
 
 
-def load_fast_ganfit(path: str | Path, device: torch.device | str = "cpu") -> FastGANFitModule:
+def with_values(config: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with each dotted key of ``values`` (``identity.weights``) set; ``ValueError`` for a key whose
+    parent the config does not have (a value for a component the checkpoint was not trained with)."""
+    updated = OmegaConf.create(dict(config))
+    for key, value in values.items():
+        parent = key.rpartition(".")[0]
+        if parent and not isinstance(OmegaConf.select(updated, parent), DictConfig):
+            raise ValueError(f"{key}={value}: the checkpoint's model config has no {parent!r} to set it in")
+        OmegaConf.update(updated, key, value, merge=True)
+    return OmegaConf.to_container(updated)
+
+
+def load_fast_ganfit(
+    path: str | Path, device: torch.device | str = "cpu", values: Mapping[str, Any] | None = None
+) -> FastGANFitModule:
     """The FastGANFitModule of a checkpoint written by ``train.py``: its config instantiated (with
-    ``init_checkpoint=None``), the regressor's weights loaded, on ``device``, in eval mode.
+    ``init_checkpoint=None``), the regressor's weights loaded, on ``device``, in eval mode. ``values``: dotted model
+    config keys set before building (``{"identity.weights": path}``, see :func:`with_values`).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not a fastganfit
     checkpoint of a FastGANFitModule (see :func:`read_model_config`).
     """
-    config = read_model_config(path)
+    config = with_values(read_model_config(path), values or {})
     try:
         module = build_fast_ganfit_module(config, "cpu")
     except ValueError as error:

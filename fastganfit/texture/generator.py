@@ -267,7 +267,10 @@ class TextureGenerator(nn.Module):
         else:
             path = Path(path)
             if not path.is_file():
-                raise FileNotFoundError(f"texture generator checkpoint {path} does not exist")
+                raise FileNotFoundError(
+                    f"texture generator checkpoint {path} does not exist (expected a generator exported by "
+                    "scripts/export_texture_prior.py; see docs/textures.md)"
+                )
             try:
                 checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:

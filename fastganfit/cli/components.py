@@ -1,0 +1,96 @@
+"""The model's components as command-line config groups, and what they mean next to a checkpoint.
+
+``facemodel=``, ``texture=``, ``identity=``, ``heatmaps=``, ``lighting=`` and ``renderer.`` overrides compose into
+``model.*`` (conf/components/default.yaml, conf/model/fast_ganfit.yaml). A checkpoint rebuilds the components it
+was trained with (its stored model config), so next to ``ckpt=``:
+
+- a value (``identity.weights=PATH``, ``renderer.backend=torch``) is applied on top of the checkpoint's component,
+  e.g. to point at a licensed file that moved since training. A key the default option lacks needs the trained
+  option named too: ``identity=arcface_iresnet50 identity.weights=PATH``;
+- naming an option is allowed when it describes the trained component (same ``_target_`` and settings, asset file
+  keys aside); another option (``identity=dlib_resnet`` for an ArcFace checkpoint) is an error: the regressor's
+  weights were sized for the trained components.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+#: Component config group -> its path in the model config (conf/model/fast_ganfit.yaml).
+COMPONENT_GROUPS: dict[str, str] = {
+    "facemodel": "model",
+    "texture": "texture",
+    "identity": "identity",
+    "heatmaps": "heatmaps",
+    "renderer": "renderer",
+    "lighting": "renderer.lighting",
+}
+
+
+def component_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """Split command-line ``overrides`` touching the components into option choices (``identity=arcface_iresnet50``,
+    also deletions) and values keyed by their path in the model config (``lighting.x=1`` -> ``renderer.lighting.x``).
+    Other overrides are left out."""
+    choices: list[str] = []
+    values: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        group, _, key = override.key_or_group.partition(".")
+        if group not in COMPONENT_GROUPS:
+            continue
+        if key and not override.is_delete():
+            values[f"{COMPONENT_GROUPS[group]}.{key}"] = override.value()
+        else:
+            choices.append(override.input_line)
+    return choices, values
+
+
+#: Keys naming an asset file or a cache: they may differ from the checkpoint's (the file moved).
+FILE_KEYS = frozenset({"path", "weights", "model_path", "cache_dir", "landmark_indices", "uv_mesh"})
+
+
+def checkpoint_values(
+    cfg: DictConfig, overrides: Sequence[str], trained: Mapping[str, Any], ckpt: str
+) -> dict[str, Any]:
+    """The component values of ``overrides`` to set on the ``trained`` model config of ``ckpt`` (dotted model config
+    keys). ``ValueError`` for a component option in ``overrides`` that differs from the trained component: its
+    ``_target_`` or a setting of the option (``cfg``'s composed group, keys set by ``overrides`` and
+    :data:`FILE_KEYS` aside)."""
+    choices, values = component_overrides(overrides)
+    stored = OmegaConf.create(dict(trained))
+    for choice in choices:
+        group = choice.split("=", 1)[0].lstrip("+~")
+        path = COMPONENT_GROUPS[group]
+        component = OmegaConf.select(stored, path)
+        if choice.startswith("~") or not isinstance(component, DictConfig):
+            raise ValueError(f"{choice}: ckpt={ckpt} has no {path!r} component to match it")
+        chosen = cfg[group]
+        for key in chosen:
+            if key in FILE_KEYS or f"{path}.{key}" in values or OmegaConf.is_missing(chosen, key):
+                continue
+            value = OmegaConf.to_container(chosen, resolve=True)[key]
+            if value is None or isinstance(value, dict):
+                continue
+            theirs = OmegaConf.to_container(component, resolve=True).get(key)
+            if value != theirs:
+                raise ValueError(
+                    f"{choice}: ckpt={ckpt} rebuilds the components it was trained with, and its regressor is sized "
+                    f"for them: its {group} has {key}={theirs!r}, the option {value!r}. Drop the option (values such "
+                    "as identity.weights=PATH still apply to the checkpoint's components), train a checkpoint with "
+                    "it, or use fit.py ckpt=null (GANFit)"
+                )
+    return values
+
+
+def require_component_values(cfg: DictConfig) -> None:
+    """``ValueError`` naming the component values ``cfg`` leaves out (``facemodel.path=???``), as the user gives them
+    (not through the model config's references)."""
+    missing = [key for group in COMPONENT_GROUPS if group in cfg for key in sorted(OmegaConf.missing_keys(cfg[group]))]
+    if missing:
+        raise ValueError(
+            f"{', '.join(f'{key}=...' for key in missing)} missing: the chosen component needs it (the '# Asset:' line "
+            "of its conf/<group>/<option>.yaml and docs/assets.md say which file)"
+        )
