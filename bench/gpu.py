@@ -37,8 +37,8 @@ TARGETS = {
 }
 #: Tiny sizes for --check (CPU): 64 px crops, 32 px renders.
 TINY = [
-    "model.heatmaps.crop_size=64", "model.heatmaps.heatmap_size=32", "model.texture.resolution=32",
-    "model.identity.layers=[stage2,stage3]", "model.regressor.adapter_channels=16", "model.regressor.feature_dim=32",
+    "heatmaps.crop_size=64", "heatmaps.heatmap_size=32", "texture.resolution=32",
+    "identity.layers=[stage2,stage3]", "model.regressor.adapter_channels=16", "model.regressor.feature_dim=32",
     "model.regressor.hidden=32",
 ]  # fmt: skip
 TINY_GAN = [
@@ -126,7 +126,7 @@ def train_rate(cfg: DictConfig, settings: Settings, root: Path) -> float:
 
 def regressor_module(settings: Settings, render: int) -> L.LightningModule:
     cfg = compose_train(["experiment=fast_full", "model.init_checkpoint=null",
-                         f"model.renderer.image_size={render}", *settings.extra])  # fmt: skip
+                         f"renderer.image_size={render}", *settings.extra])  # fmt: skip
     return instantiate(cfg.model, _convert_="all").to(settings.device)
 
 
@@ -143,7 +143,7 @@ def measure(settings: Settings, folder: Path) -> list[tuple[str, str]]:
                 "data.synthetic=null", f"data.batch_size={batch}", "data.num_workers=2",
                 f"data.epoch_samples={batch * (settings.warmup + settings.steps) * 10}",
                 "model.init_checkpoint=null", "model.log_images_every_n_steps=0",
-                f"model.renderer.image_size={render}", *settings.extra,
+                f"renderer.image_size={render}", *settings.extra,
             ])  # fmt: skip
             rate = train_rate(cfg, settings, folder / f"{experiment}_{render}")
             rows.append((f"train {experiment}, {render} px renders, batch {batch}, {cfg.trainer.precision}",
