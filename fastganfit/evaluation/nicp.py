@@ -15,24 +15,22 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.sparse.linalg import LinearOperator, cg, splu
 
 from fastganfit.evaluation.alignment import check_points
 from fastganfit.evaluation.closest_point import ClosestPoints, TriangleMesh, check_faces
+from fastganfit.render.face_renderer import vertex_normals as mesh_vertex_normals
 
 DEFAULT_STIFFNESS = (50.0, 20.0, 5.0, 2.0, 0.8, 0.5, 0.35, 0.2)
 DEFAULT_LANDMARK_WEIGHTS = (5.0, 2.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals ``[V, 3]`` of a mesh ``vertices [V, 3]``, ``faces [F, 3]``."""
-    corners = vertices[faces]
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_normals)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.where(length > 0, length, 1.0)
+    """Area-weighted unit vertex normals ``[V, 3]`` (float64) of a mesh ``vertices [V, 3]``, ``faces [F, 3]``: the
+    renderer's :func:`fastganfit.render.face_renderer.vertex_normals` on one mesh."""
+    points = torch.from_numpy(np.asarray(vertices, np.float64))[None]
+    return mesh_vertex_normals(points, torch.from_numpy(np.asarray(faces, np.int64)))[0].numpy()
 
 
 def unique_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
