@@ -284,7 +284,7 @@ def test_sweep_configs_compose_into_training_runs() -> None:
     assert dict(params) == {"loss.identity": "5.0,10.0,20.0", "loss.content": "0.1,0.2"}
     assert hydra_sweep.logger._target_ == "fastganfit.training.loggers.RunLogger"
     assert hydra_sweep.logger.group == "loss_weights"
-    sweep = yaml.safe_load((REPO / "conf" / "sweep" / "wandb_loss_weights.yaml").read_text())
+    sweep = yaml.safe_load((REPO / "scripts" / "wandb_sweep_loss_weights.yaml").read_text())
     assert sweep["program"] == "train.py" and sweep["metric"] == {"name": "val/vertex_error_mm", "goal": "minimize"}
     fixed = [argument for argument in sweep["command"] if not argument.startswith("${")]
     sampled = {
