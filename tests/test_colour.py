@@ -22,7 +22,14 @@ from fastganfit.benchmarks.colour import (
 from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings, tint_light
 from fastganfit.params import FaceParams, ParamSizes
 from fastganfit.reconstruction.losses import GANFitLoss, light_chroma_regulariser
-from fastganfit.regression.regressor import COLOUR_FEATURES, SKIN_POINTS, Regressor, face_colour_features
+from fastganfit.regression.regressor import (
+    COLOUR_FEATURES,
+    COLOUR_GAIN,
+    COLOUR_REFERENCE,
+    SKIN_POINTS,
+    Regressor,
+    face_colour_features,
+)
 from fastganfit.render.lighting import PhongLighting, SphericalHarmonicsLighting
 from fastganfit.texture.procedural import ProceduralTexture
 
@@ -179,7 +186,8 @@ def test_regressor_colour_heads_start_at_zero_and_learn() -> None:
     with torch.no_grad():
         regressor.colour_heads["light"].weight[0, 0] = 1.0
     moved = regressor([], None, landmarks, colour)
-    assert torch.allclose(moved.light[:, 0], colour[:, 0]) and bool((moved.texture == 0).all())
+    expected = (colour[:, 0] - COLOUR_REFERENCE[0]) * COLOUR_GAIN
+    assert torch.allclose(moved.light[:, 0], expected, atol=1e-5) and bool((moved.texture == 0).all())
     with pytest.raises(ValueError, match="face colour features"):
         regressor([], None, landmarks)
     plain = Regressor(SIZES, [], heatmap_backbone=None, landmark_features=5, feature_dim=8, hidden=8)

@@ -69,6 +69,7 @@ def build(cfg: DictConfig) -> tuple[FaceReconstructionGraph, FastGANFitModule | 
         min_face=float(cfg.min_face),
         max_side=int(cfg.max_side),
         progress=bool(cfg.progress),
+        faces=str(cfg.faces),
     )
     return graph, module, instantiate(cfg.landmarks), options
 

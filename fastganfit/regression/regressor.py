@@ -42,6 +42,12 @@ SKIN_POINTS: tuple[tuple[int, int, float], ...] = (
 COLOUR_FEATURES = 6
 #: Groups with a colour head (``colour_input``).
 COLOUR_GROUPS = ("texture", "light")
+#: The colour heads see ``(colour - COLOUR_REFERENCE) * COLOUR_GAIN``: Adam moves each weight by about the learning
+#: rate per step whatever its input's size, so with six inputs of a few hundredths (the colour features' spread)
+#: the heads would need thousands of steps at the demo's 1e-4 to move the texture latent by one unit; a gain of 20
+#: gives inputs of order 1 (as the 256 fused features are), so they learn in a few hundred steps.
+COLOUR_REFERENCE = (0.5, 0.5, 0.5, 0.05, 0.05, 0.05)
+COLOUR_GAIN = 20.0
 
 
 def face_colour_features(image: Tensor, landmarks: Tensor) -> Tensor:
@@ -262,6 +268,7 @@ class Regressor(nn.Module):
                 shape = None if colour is None else list(colour.shape)
                 raise ValueError(f"Regressor: expected face colour features [{feature.shape[0]}, {COLOUR_FEATURES}], "
                                  f"got {shape}")
+            scaled = (colour - colour.new_tensor(COLOUR_REFERENCE)) * COLOUR_GAIN
             for name, head in self.colour_heads.items():
-                outputs[name] = outputs[name] + head(colour)
+                outputs[name] = outputs[name] + head(scaled)
         return FaceParams(**{name: output * self.output_scale(name) for name, output in outputs.items()})
