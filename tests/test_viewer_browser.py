@@ -22,8 +22,8 @@ from fastganfit.io.images import png_bytes
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
-# Appended to the page: waits for the first frame, drags the canvas 60 px right and 20 px down, then writes what
-# it saw into the DOM, which --dump-dom prints.
+# Appended to the page: waits for the first frame, drags the canvas 60 px right and 18 px down, waits for the
+# redraw, then writes what it saw into the DOM, which --dump-dom prints.
 DRAG_SCRIPT = """
 <script>
 function report(result) {
@@ -43,10 +43,15 @@ setTimeout(function () {
   pointer(canvas, "pointerdown", 128, 128);
   for (var step = 1; step <= 6; step++) pointer(canvas, "pointermove", 128 + 10 * step, 128 + 3 * step);
   pointer(canvas, "pointerup", 188, 146);
-  setTimeout(function () {
+  var waited = 0;  // the viewer redraws on the next animation frame: poll for it
+  var poll = setInterval(function () {
     var changed = canvas.toDataURL() !== before;
-    report({drawn: drawn, size: canvas.width, changed: changed, viewer: !!window.fastganfitViewer});
-  }, 1000);
+    waited += 100;
+    if (changed || waited >= 5000) {
+      clearInterval(poll);
+      report({drawn: drawn, size: canvas.width, changed: changed, viewer: !!window.fastganfitViewer});
+    }
+  }, 100);
 }, 1500);
 </script>
 """
@@ -64,7 +69,8 @@ def test_index_page_viewer_draws_and_turns_the_mesh_when_dragged(tmp_path: Path)
     (tmp_path / "index.html").write_text(page.replace("</body>", DRAG_SCRIPT + "</body>"), encoding="utf-8")
     command = [
         BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-        "--virtual-time-budget=10000", "--dump-dom", (tmp_path / "index.html").as_uri(),
+        "--run-all-compositor-stages-before-draw", "--virtual-time-budget=15000", "--dump-dom",
+        (tmp_path / "index.html").as_uri(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
