@@ -6,7 +6,7 @@ canvas. A face counts as found when a detection's box contains the centre of its
 renders (mean distance to the true landmarks / their bounding-box diagonal). Writes the 'detection' section of
 BENCHMARKS.md.
 
-Usage: python bench/detection.py [--detectors hog cnn] [--renders 24]
+Usage: python bench/detection.py [--detectors hog cnn hog+cnn] [--renders 24]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def found(boxes: list[np.ndarray], landmarks: np.ndarray) -> int | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--detectors", nargs="+", default=["hog", "cnn"])
+    parser.add_argument("--detectors", nargs="+", default=["hog", "cnn", "hog+cnn"])
     parser.add_argument("--renders", type=int, default=24)
     args = parser.parse_args()
     torch.set_num_threads(1)
