@@ -244,7 +244,7 @@ def run(tmp_path_factory, module, landmarker):
     root = tmp_path_factory.mktemp("run")
     inputs = make_inputs(root / "photos")
     messages: list[str] = []
-    options = FitOptions(progress=False, batch_size=4)
+    options = FitOptions(progress=False, batch_size=4, faces="largest")
     report = reconstruct_images(
         [str(root / "photos"), str(root / "missing.jpg")],
         root / "out",
@@ -274,18 +274,37 @@ def test_every_input_gets_one_clear_line_and_good_ones_are_written(run) -> None:
     assert outcomes["gray"].notes == ["grayscale image converted to RGB"]
     assert outcomes["rgba"].notes == ["RGBA image converted to RGB (transparency over black)"]
     assert outcomes["large"].notes == ["downscaled from 2600x2600 to 2048x2048 px (max_side=2048)"]
-    assert outcomes["two"].notes == ["2 faces found, the largest (216x216 px) taken"]
+    assert outcomes["two"].notes == ["2 faces found, the largest (216x216 px) taken (faces=all takes all)"]
     assert outcomes["astronaut"].notes == []
     assert len(report.failed) == len(FAILURES) + 2 and len(report.written) == len(GOOD)
     written = sorted(path.name for path in (root / "out").iterdir())
     assert written == sorted([*GOOD, "index.html"])  # nothing for the failures, no temporary folders
 
 
+def test_faces_all_gives_one_result_per_face(run, module, landmarker) -> None:
+    root = run[0]
+    messages: list[str] = []
+    report = reconstruct_images(root / "photos" / "two.png", root / "all", module.graph, landmarker,
+                                FitOptions(progress=False, faces="all"), messages.append, regressor=module)
+    folders = sorted(path.name for path in (root / "all").iterdir())
+    assert len(folders) == 2 and all(name.startswith(("two_face0_", "two_face1_")) for name in folders)
+    infos = [json.loads((root / "all" / name / "fit.json").read_text()) for name in folders]
+    assert [info["face_index"] for info in infos] == [0, 1]
+    grace_box, astronaut_box = (info["face_box"] for info in infos)
+    assert grace_box[2] < 512 < 518 < astronaut_box[0]  # the larger face (Grace Hopper) first, then the astronaut
+    named_box = [int(value) for value in folders[1].removeprefix("two_face1_").split("-")]
+    assert np.allclose(named_box, astronaut_box, atol=1.0)  # the folder is named by the face's box
+    assert report.outcomes[0].notes == ["2 faces reconstructed, one result folder each"]
+    assert report.outcomes[0].folder == root / "all" / folders[0] and not report.failed
+    with pytest.raises(ValueError, match="faces must be one of"):
+        FitOptions(faces="biggest")
+
+
 def test_outputs_load_and_match_the_fit(run, shape_bias) -> None:
     root, _, _, _ = run
     folder = root / "out" / "astronaut"
     assert sorted(path.name for path in folder.iterdir()) == sorted(
-        ["mesh.obj", "mesh.mtl", "texture.png", "params.npz", "overlay.png", "report.png", "fit.json",
+        ["mesh.obj", "mesh.mtl", "texture.png", "mesh.glb", "params.npz", "overlay.png", "report.png", "fit.json",
          "texture_model.png", "texture_mask.png"]
     )  # fmt: skip
     mesh = trimesh.load(folder / "mesh.obj", process=False)

@@ -4,6 +4,7 @@ render onto the photo, atomic result folders, the index page's data and its view
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 import subprocess
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 from PIL import Image
 
 from fastganfit.data.prepare import UnusableInputError
 from fastganfit.fitting import outputs as outputs_module
 from fastganfit.fitting.index_page import VIEWER_SCRIPT, IndexEntry, IndexPage, quantise_vertices, render_index
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
-from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
+from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, glb_bytes, write_face_outputs
 from fastganfit.fitting.overlay import paste_render
 from fastganfit.fitting.photos import load_photo
 from fastganfit.fitting.pipeline import FitOptions, subject_batches, subject_of
@@ -131,7 +133,8 @@ def test_fit_configs_compose_into_settings() -> None:
     assert [stage.name for stage in refine_settings.stages] == ["align", "full"]
     full = refine_settings.stages[1]
     assert full.steps == 5 and full.loss.weights["identity"] > 0 and full.loss.weights["landmark"] == 10.0
-    assert full.learning_rate("shape") == full.lr / 2 and full.learning_rate("texture") == 3 * full.lr
+    assert full.learning_rate("shape") == full.lr / 2 and full.learning_rate("texture") == 10 * full.lr
+    assert full.learning_rate("light") == 2 * full.lr and full.loss.weights["light_chroma"] == 3.0
     assert refine_settings.stages[0].loss.active_terms == ["landmark", "shape", "expression", "texture", "light"]
     assert ganfit.total_steps > refine_settings.total_steps
 
@@ -287,3 +290,23 @@ process.stdout.write(JSON.stringify(out));
     assert left[1] > 100 and left[2] == 0 and right[2] > 100 and right[1] == 0  # u = 0 on the left
     turned = (frames["turned"][..., :3] != 246).any(-1)
     assert 0.3 < turned.sum() / covered.sum() < 0.7  # seen at 60 degrees it is half as wide
+
+
+def test_glb_splits_uv_seams_and_loads_in_metres() -> None:
+    # two triangles sharing the edge 1-2; vertex 2 has a different UV in each (a seam): 5 glTF vertices
+    vertices = np.array([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0], [0.0, 100.0, 0.0], [100.0, 100.0, 0.0]])
+    uvs = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
+    topology = MeshTopology(np.array([[0, 1, 2], [1, 3, 2]]), uvs, np.array([[0, 1, 2], [1, 3, 4]]))
+    texture = np.zeros((8, 8, 3), np.uint8)
+    texture[:, :, 0] = 200
+    scene = trimesh.load(io.BytesIO(glb_bytes(vertices, topology, texture)), file_type="glb")
+    mesh = next(iter(scene.geometry.values()))
+    assert len(mesh.vertices) == 5 and len(mesh.faces) == 2
+    corners = mesh.vertices[mesh.faces]
+    assert np.allclose(sorted(map(tuple, corners.reshape(-1, 3).round(6))),
+                       sorted(map(tuple, (vertices[topology.faces] / 1000).reshape(-1, 3).round(6))))
+    corner_uvs = mesh.visual.uv[mesh.faces]
+    expected_uvs = uvs[topology.face_uvs].reshape(-1, 2)
+    assert np.allclose(sorted(map(tuple, corner_uvs.reshape(-1, 2))), sorted(map(tuple, expected_uvs)))
+    image = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"))
+    assert image.shape == (8, 8, 3) and bool((image[..., 0] == 200).all())

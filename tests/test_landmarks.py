@@ -16,6 +16,7 @@ from PIL import Image
 from skimage import data
 from torch import nn
 
+from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings
 from fastganfit.perception.crop import (
     align_face,
     apply_transform,
@@ -24,7 +25,14 @@ from fastganfit.perception.crop import (
     warp_image,
 )
 from fastganfit.perception.crop_template import crop_template
-from fastganfit.perception.detection import DlibHOGDetector, box_rectangle, check_image, rectangle_box
+from fastganfit.perception.detection import (
+    CascadeDetector,
+    DlibHOGDetector,
+    box_rectangle,
+    build_detector,
+    check_image,
+    rectangle_box,
+)
 from fastganfit.perception.heatmaps import (
     FANHeatmaps,
     GaussianHeatmaps,
@@ -330,3 +338,24 @@ def test_face_alignment_fan_network_loads_from_a_weights_file(tmp_path: Path) ->
     source = FANHeatmaps(weights=weights, flip=False)
     heatmaps = source(torch.rand(1, 3, 224, 224), torch.zeros(1, 68, 2))
     assert heatmaps.shape == (1, 68, 64, 64) and torch.isfinite(heatmaps).all()
+
+
+def test_cascade_detector_uses_the_cnn_only_where_hog_finds_nothing() -> None:
+    cascade = build_detector("hog+cnn", upsample=1, threshold=0.3)
+    assert isinstance(cascade, CascadeDetector) and cascade.name == "dlib_hog+cnn"
+    photo = data.astronaut()
+    hog_faces = cascade.hog.detect(photo)
+    cnn_calls = []
+    original = cascade.cnn.detect
+    cascade.cnn.detect = lambda image: cnn_calls.append(1) or original(image)
+    assert [face.box.tolist() for face in cascade.detect(photo)] == [face.box.tolist() for face in hog_faces]
+    assert cnn_calls == []  # HOG found the face: the CNN did not run
+    # a face turned by about 60 degrees (bench/detection.py's render 1): HOG misses it, the cascade finds it
+    sample = SyntheticFaceSource(11, 256, SyntheticSettings(max_yaw_degrees=70.0)).render([1])[0]
+    image = np.pad(sample["image"], ((96, 96), (96, 96), (0, 0)), mode="edge")
+    assert cascade.hog.detect(image) == []
+    faces = cascade.detect(image)
+    assert cnn_calls == [1] and len(faces) == 1
+    centre = sample["landmarks"].mean(0) + 96
+    box = faces[0].box
+    assert box[0] < centre[0] < box[2] and box[1] < centre[1] < box[3]

@@ -22,11 +22,13 @@ from fastganfit.reconstruction.losses import (
     identity_loss,
     landmark_face_size,
     landmark_loss,
+    light_chroma_regulariser,
     light_regulariser,
     pixel_loss,
     shape_regulariser,
     texture_regulariser,
 )
+from fastganfit.render.lighting import PhongLighting
 from fastganfit.texture.pca import PCATexture
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
@@ -232,6 +234,7 @@ def loss_inputs(batch: int = 2) -> tuple[FaceParams, dict[str, object]]:
         "identity_render": IdentityOutput(torch.randn(batch, 8), [acts[0] + torch.randn_like(acts[0])]),
         "identity_input": IdentityOutput(torch.randn(batch, 8), acts),
         "texture_model": tiny_texture(latent_dim=4),
+        "lighting": PhongLighting(),
     }
     return params, inputs
 
@@ -250,6 +253,7 @@ def test_ganfit_loss_is_the_weighted_sum_of_batch_means() -> None:
         "expression": expression_regulariser(params.expression),
         "texture": texture_regulariser(params.texture, inputs["texture_model"]),
         "light": light_regulariser(params.light),
+        "light_chroma": light_chroma_regulariser(params.light, inputs["lighting"]),
     }
     assert set(logs) == {*TERMS, "total"}
     for name, value in expected.items():

@@ -47,6 +47,15 @@ def test_benchmark_scores_each_method_like_the_micc_protocol(checkpoint: Path) -
     # the untrained regressor's heads are zero: it predicts the mean face exactly
     assert report.details["regression"]["errors_mm"] == report.details["mean face"]["errors_mm"]
     assert report.details["regression + GANFit++"]["errors_mm"] != report.details["mean face"]["errors_mm"]
+    # colour: face 0 under white light, face 1 under coloured light; the mean face has the mean texture and white
+    # light, so its light chroma error is small for face 0 and is the tint's size (15-30 %) for face 1
+    assert report.columns[5:] == ["albedo ΔE", "light chroma (%)", "render ΔE"]
+    mean_face, regression = report.details["mean face"], report.details["regression"]
+    assert regression["albedo_delta_e"] == mean_face["albedo_delta_e"]
+    white, coloured = mean_face["light_chroma_error_percent"]
+    assert white < 10.0 and 12.0 < coloured < 35.0
+    assert all(0.0 < value < 40.0 for value in mean_face["albedo_delta_e"] + mean_face["render_delta_e"])
+    assert report.rows[0][5] == pytest.approx(np.mean(mean_face["albedo_delta_e"]), abs=1e-2)
 
     # by hand: the mean face against the first held-out face with the MICC pair error
     source = SyntheticFaceSource(SEED, 64)

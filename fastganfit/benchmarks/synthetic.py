@@ -10,6 +10,10 @@ similarity ICP, symmetric mean point-to-surface distance in mm), so the numbers 
 Outputs: a table (mean, median and standard deviation per method), the cumulative error curves and the
 per-vertex error maps (distance of each aligned reconstruction vertex to the ground-truth surface, drawn on
 the meshes: the mean over the set on the mean face, and a few example faces).
+
+Colour (:mod:`fastganfit.benchmarks.colour`): half the faces are lit by coloured light of known colour, half by
+the training data's near-white light; each method's albedo delta-E (CIELAB, front skin texels of the UV albedo),
+light chroma error and render-vs-input delta-E go in the same table.
 """
 
 from __future__ import annotations
@@ -23,13 +27,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fastganfit.benchmarks.colour import (
+    albedo_delta_e,
+    front_skin_texels,
+    light_chroma_error,
+    light_colour,
+    masked_delta_e,
+)
 from fastganfit.benchmarks.figures import cumulative_error_curves, error_colours, error_map_grid
 from fastganfit.benchmarks.micc_protocols import NOSE_TIP, micc_pair_error
 from fastganfit.benchmarks.report import EvaluationReport
-from fastganfit.data.synthetic import SyntheticFaceSource
+from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings
 from fastganfit.evaluation.closest_point import TriangleMesh
 from fastganfit.fitting.optimise import refine, regress
 from fastganfit.fitting.settings import FitSettings
+from fastganfit.params import FaceParams
 from fastganfit.regression.checkpoint import load_fast_ganfit
 from fastganfit.regression.module import FastGANFitModule
 from fastganfit.render.vertex_colours import render_vertex_colours
@@ -38,17 +50,23 @@ from fastganfit.render.vertex_colours import render_vertex_colours
 BENCHMARK_SEED = 2026
 SIDE_VIEW_YAW = 0.9
 
-Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Method = Callable[[torch.Tensor, torch.Tensor], FaceParams]
+#: Coloured lights of the colour half of the set: tints of 0.5 to 1 times this (tint_light).
+LIGHT_TINT = 0.3
 
 
 @dataclass
 class MethodErrors:
-    """One method's results: ``errors [N]`` (MICC-style symmetric error per face, mm) and ``per_vertex
+    """One method's results: ``errors [N]`` (MICC-style symmetric error per face, mm), ``per_vertex
     [N, V]`` (each aligned reconstruction vertex's distance to the ground-truth surface, mm; NaN outside
-    the crop sphere)."""
+    the crop sphere) and the colour errors ``albedo [N]``, ``light_chroma [N]`` and ``render [N]``
+    (:mod:`fastganfit.benchmarks.colour`)."""
 
     errors: np.ndarray
     per_vertex: np.ndarray
+    albedo: np.ndarray
+    light_chroma: np.ndarray
+    render: np.ndarray
 
 
 def select_device(device: str) -> torch.device:
@@ -59,25 +77,47 @@ def select_device(device: str) -> torch.device:
 
 
 def reconstruction_methods(module: FastGANFitModule, refine_settings: FitSettings | None) -> dict[str, Method]:
-    """The methods compared, name -> ``(crops [B, 3, S, S], landmarks [B, 68, 2]) -> vertices [B, V, 3]``."""
+    """The methods compared, name -> ``(crops [B, 3, S, S], landmarks [B, 68, 2]) -> FaceParams`` (batch B)."""
 
-    def mean_face(crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        return module.graph.model.mean_vertices(crops.shape[0]).to(crops)
+    def mean_face(crops: torch.Tensor, landmarks: torch.Tensor) -> FaceParams:
+        return module.graph.mean_face_params(module.graph.target(crops, landmarks))
 
-    def regression(crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        params = regress(module, crops, landmarks)
-        return module.graph.model(params.shape, params.expression)
+    def regression(crops: torch.Tensor, landmarks: torch.Tensor) -> FaceParams:
+        return regress(module, crops, landmarks)
 
     methods: dict[str, Method] = {"mean face": mean_face, "regression": regression}
     if refine_settings is not None:
 
-        def refined(crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        def refined(crops: torch.Tensor, landmarks: torch.Tensor) -> FaceParams:
             params, _ = refine(module.graph, crops, landmarks, regress(module, crops, landmarks), refine_settings)
-            with torch.no_grad():
-                return module.graph.model(params.shape, params.expression)
+            return params
 
         methods["regression + GANFit++"] = refined
     return methods
+
+
+@dataclass
+class ColourTruth:
+    """The colour ground truth of a batch: UV albedo ``texture [B, 3, R, R]``, the skin ``texels [1, 1, R, R]`` it is
+    scored on and the light's colour ``light [B, 3]`` (:func:`~fastganfit.benchmarks.colour.light_colour`)."""
+
+    texture: torch.Tensor
+    texels: torch.Tensor
+    light: torch.Tensor
+
+
+@torch.no_grad()
+def colour_errors(
+    module: FastGANFitModule, params: FaceParams, crops: torch.Tensor, landmarks: torch.Tensor, truth: ColourTruth
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per face ``[B]``: the albedo delta-E over the skin texels, the light chroma error (%) and the delta-E of the
+    render against the input over the rendered face."""
+    graph = module.graph
+    result = graph.render(params, graph.target(crops, landmarks))
+    albedo = albedo_delta_e(result.texture, truth.texture, truth.texels)
+    chroma = light_chroma_error(light_colour(graph.renderer.lighting, params.light), truth.light)
+    render = masked_delta_e(result.render.image, result.image, result.render.mask)
+    return albedo, chroma, render
 
 
 class SyntheticBenchmark:
@@ -91,6 +131,8 @@ class SyntheticBenchmark:
     ``icp_max_iterations`` as in MICC. Error maps use a 0..``max_error_mm`` scale and show ``num_examples`` faces.
     ``model_values``: dotted model config keys set on the checkpoint's config before building it (evaluate.py's
     component values, e.g. ``{"identity.weights": path}``).
+    The last ``coloured_fraction`` of the faces are lit by coloured light (``SyntheticSettings.light_tint`` =
+    ``light_tint``), the others by the training data's near-white light; the colour errors cover both.
     """
 
     def __init__(
@@ -109,6 +151,8 @@ class SyntheticBenchmark:
         device: str = "auto",
         progress: bool = True,
         model_values: Mapping[str, Any] | None = None,
+        light_tint: float = LIGHT_TINT,
+        coloured_fraction: float = 0.5,
     ) -> None:
         if not ckpt:
             raise ValueError("benchmark=synthetic needs ckpt=<checkpoint of a train.py run>, e.g. the demo's "
@@ -117,6 +161,9 @@ class SyntheticBenchmark:
                                  ("map_size", map_size, 16), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"benchmark.{name} must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= coloured_fraction <= 1.0 or not 0.0 <= light_tint < 1.0:
+            raise ValueError(f"benchmark.coloured_fraction must be in [0, 1] and benchmark.light_tint in [0, 1), got "
+                             f"{coloured_fraction!r} and {light_tint!r}")
         if not max_error_mm > 0:
             raise ValueError(f"benchmark.max_error_mm must be positive, got {max_error_mm!r}")
         self.ckpt = str(ckpt)
@@ -128,23 +175,32 @@ class SyntheticBenchmark:
         self.device = select_device(device)
         self.progress = progress
         self.model_values = dict(model_values or {})
+        self.light_tint = float(light_tint)
+        self.coloured_from = n - round(coloured_fraction * n)
 
     def run(self) -> EvaluationReport:
         """Reconstruct the held-out faces with every method, score them, and build the report with its figures."""
         module = load_fast_ganfit(self.ckpt, self.device, self.model_values)
         methods = reconstruction_methods(module, self.refine_settings)
-        source = SyntheticFaceSource(self.seed, module.graph.crop_size)
-        gt_faces = source.model.faces.numpy()
+        white = SyntheticFaceSource(self.seed, module.graph.crop_size)
+        coloured = SyntheticFaceSource(self.seed, module.graph.crop_size, SyntheticSettings(light_tint=self.light_tint))
+        texels = front_skin_texels(white.texture).to(self.device)
+        gt_faces = white.model.faces.numpy()
         faces = module.graph.model.faces.numpy()
         results: dict[str, list[tuple[float, np.ndarray]]] = {name: [] for name in methods}
+        colours: dict[str, list[tuple[np.ndarray, ...]]] = {name: [] for name in methods}
         inputs, shown = [], {name: [] for name in methods}
         bar = tqdm(total=self.n, desc="synthetic benchmark", unit="face", file=sys.stderr, disable=not self.progress)
         with bar:
-            for sample_batch in batches(source, self.n, self.batch_size):
+            for source, sample_batch in batches(white, coloured, self.n, self.batch_size, self.coloured_from):
                 crops, landmarks, truth = sample_tensors(sample_batch, self.device)
+                colour_truth = self.colour_truth(source, sample_batch, texels)
                 gt_landmarks = source.model.landmarks(truth)
                 for name, method in methods.items():
-                    vertices = method(crops, landmarks).detach()
+                    params = method(crops, landmarks).detach()
+                    colours[name].append(colour_errors(module, params, crops, landmarks, colour_truth))
+                    with torch.no_grad():
+                        vertices = module.graph.model(params.shape, params.expression)
                     predicted_landmarks = module.graph.model.landmarks(vertices)
                     for row in range(vertices.shape[0]):
                         results[name].append(self.score(
@@ -155,10 +211,24 @@ class SyntheticBenchmark:
                 inputs.extend(crops[: max(self.num_examples - len(inputs), 0)].cpu())
                 bar.update(crops.shape[0])
         scored = {
-            name: MethodErrors(np.array([error for error, _ in rows]), np.stack([vertex for _, vertex in rows]))
+            name: MethodErrors(
+                np.array([error for error, _ in rows]), np.stack([vertex for _, vertex in rows]),
+                *(np.concatenate(parts) for parts in zip(*colours[name], strict=True)),
+            )
             for name, rows in results.items()
         }
         return self.report(module, scored, torch.stack(inputs) if inputs else None, shown)
+
+    def colour_truth(
+        self, source: SyntheticFaceSource, samples: list[dict[str, Any]], texels: torch.Tensor
+    ) -> ColourTruth:
+        """The ground-truth albedo and light colour of a batch of ``source``'s samples."""
+        latents = torch.stack([torch.from_numpy(sample["params"]["texture"]) for sample in samples])
+        lights = torch.stack([torch.from_numpy(sample["params"]["light"]) for sample in samples])
+        with torch.no_grad():
+            texture = source.texture(latents)
+            light = light_colour(source.renderer.lighting, lights)
+        return ColourTruth(texture.to(self.device), texels, light.to(self.device))
 
     def score(
         self, gt_vertices: np.ndarray, gt_faces: np.ndarray, gt_landmarks: np.ndarray,
@@ -178,13 +248,19 @@ class SyntheticBenchmark:
         shown: dict[str, list[torch.Tensor]],
     ) -> EvaluationReport:
         """The results table, notes, per-face details and the two figures."""
-        rows = [[name, float(r.errors.mean()), float(np.median(r.errors)), float(r.errors.std()), int(r.errors.size)]
+        rows = [[name, float(r.errors.mean()), float(np.median(r.errors)), float(r.errors.std()), int(r.errors.size),
+                 float(r.albedo.mean()), float(r.light_chroma.mean()), float(np.nanmean(r.render))]
                 for name, r in scored.items()]
         notes = [
             f"{self.n} held-out synthetic faces (seed {self.seed}, crop {module.graph.crop_size} px); checkpoint "
             f"{self.ckpt}",
             f"error: MICC protocol (landmark similarity alignment, {self.crop_radius:g} mm crop around the nose tip, "
             "similarity ICP, symmetric mean point-to-surface distance)",
+            f"colour: faces {self.coloured_from} onwards are lit by coloured light (tint {self.light_tint / 2:g} to "
+            f"{self.light_tint:g}), the others by the training data's near-white light; albedo ΔE: mean CIEDE2000 over "
+            "the front skin texels of the UV albedo; light chroma: 100 |c/mean(c) - c_true/mean(c_true)| of the "
+            "light's mean colour on a white surface; render ΔE: the render against the input over the rendered face "
+            "(fastganfit.benchmarks.colour)",
         ]
         if self.refine_settings is not None:
             stages = ", ".join(f"{stage.name} {stage.steps} steps" for stage in self.refine_settings.stages)
@@ -195,9 +271,18 @@ class SyntheticBenchmark:
             ),
             "error_maps": self.error_maps(module, scored, inputs, shown),
         }
-        details = {name: {"errors_mm": r.errors.round(4).tolist()} for name, r in scored.items()}
-        return EvaluationReport("Synthetic benchmark", ["method", "mean (mm)", "median (mm)", "std (mm)", "faces"],
-                                rows, notes, details, figures)
+        details = {
+            name: {
+                "errors_mm": r.errors.round(4).tolist(),
+                "albedo_delta_e": r.albedo.round(3).tolist(),
+                "light_chroma_error_percent": r.light_chroma.round(3).tolist(),
+                "render_delta_e": r.render.round(3).tolist(),
+            }
+            for name, r in scored.items()
+        }
+        columns = ["method", "mean (mm)", "median (mm)", "std (mm)", "faces", "albedo ΔE", "light chroma (%)",
+                   "render ΔE"]
+        return EvaluationReport("Synthetic benchmark", columns, rows, notes, details, figures)
 
     def error_maps(
         self, module: FastGANFitModule, scored: dict[str, MethodErrors], inputs: torch.Tensor | None,
@@ -240,10 +325,14 @@ def mean_over_faces(per_vertex: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
 
 
-def batches(source: SyntheticFaceSource, n: int, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    """The ``n`` samples of ``source``, rendered ``batch_size`` at a time."""
-    for start in range(0, n, batch_size):
-        yield source.render(list(range(start, min(start + batch_size, n))))
+def batches(
+    white: SyntheticFaceSource, coloured: SyntheticFaceSource, n: int, batch_size: int, coloured_from: int
+) -> Iterator[tuple[SyntheticFaceSource, list[dict[str, Any]]]]:
+    """The ``n`` samples, rendered ``batch_size`` at a time: indices below ``coloured_from`` by ``white``, the
+    others by ``coloured`` (the same seed, coloured light); each batch with its source."""
+    for first, last, source in ((0, min(coloured_from, n), white), (coloured_from, n, coloured)):
+        for start in range(first, last, batch_size):
+            yield source, source.render(list(range(start, min(start + batch_size, last))))
 
 
 def sample_tensors(samples: list[dict[str, Any]], device: torch.device) -> tuple[torch.Tensor, ...]:

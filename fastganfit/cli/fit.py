@@ -86,6 +86,7 @@ def build(
         progress=bool(cfg.progress),
         texture_source=str(cfg.texture_source),
         photo_light=str(cfg.photo_light),
+        faces=str(cfg.faces),
     )
     return graph, module, instantiate(cfg.landmarks), options
 

@@ -1,7 +1,8 @@
 """Synthetic faces with ground truth: random faces rendered into the face-shard schema.
 
 Each sample draws identity, expression, a :class:`ProceduralTexture` latent, pose (yaw up to +-45 deg,
-pitch up to +-20 deg, small roll), light, a small translation / focal jitter and a random background
+pitch up to +-20 deg, small roll), light (near white; ``SyntheticSettings.light_tint`` gives it a known colour, for
+the colour benchmark), a small translation / focal jitter and a random background
 (a smooth colour field blended with a gradient, plus noise), and renders them with :class:`FaceRenderer`
 directly in the crop frame (``crop_transform`` is the identity). The mesh has holes at the eyes and
 the mouth, so eyes (sclera, iris, pupil) and a dark mouth interior are painted into the background
@@ -66,6 +67,7 @@ class SyntheticSettings:
     max_log_focal: float = 0.05  # about +-5 % scale
     texture_resolution: int = 128
     background_noise: float = 0.03  # largest per-pixel noise standard deviation
+    light_tint: float = 0.0  # largest coloured-light tint (0: the near-white lights of sample_random_faces)
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -109,13 +111,31 @@ def sample_params(
     camera[TZ] = jitter[2] * settings.max_depth_mm / translation_scale
     camera[LOG_FOCAL] = jitter[3] * settings.max_log_focal
     texture = torch.randn(texture_dim, generator=generator)
+    light = faces.light[0]
+    if settings.light_tint > 0:  # from a stream of its own: the same faces as without the tint, in a coloured light
+        light = tint_light(light, settings.light_tint, torch.Generator().manual_seed(generator.initial_seed() + 1))
     return {
         "shape": faces.shape[0],
         "expression": faces.expression[0],
         "texture": texture,
         "camera": camera,
-        "light": faces.light[0],
+        "light": light,
     }
+
+
+def tint_light(light: torch.Tensor, max_tint: float, generator: torch.Generator) -> torch.Tensor:
+    """A Phong ``light [10]`` whose ambient and directional colours are both multiplied by ``1 + t``: ``t`` a
+    zero-mean colour offset (a random hue in the chroma plane) of length between ``max_tint / 2`` and ``max_tint``,
+    so the light keeps its intensity and gains a known colour."""
+    draw = torch.rand(2, generator=generator)
+    angle, length = 2 * math.pi * draw[0], max_tint * (0.5 + 0.5 * draw[1])
+    red_green = torch.tensor([1.0, -1.0, 0.0]) / math.sqrt(2.0)
+    yellow_blue = torch.tensor([1.0, 1.0, -2.0]) / math.sqrt(6.0)
+    tint = 1.0 + length * (angle.cos() * red_green + angle.sin() * yellow_blue)
+    tinted = light.clone()
+    tinted[0:3] = (1.0 + light[0:3]) * tint - 1.0
+    tinted[3:6] = light[3:6] * tint
+    return tinted
 
 
 def random_background(size: int, generator: torch.Generator, max_noise: float = 0.03) -> torch.Tensor:

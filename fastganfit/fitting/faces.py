@@ -1,23 +1,28 @@
-"""The face of a photo: the largest detected face, its 68 landmarks and its aligned crop (prepare's code)."""
+"""The faces of a photo: each detected face (or only the largest), its 68 landmarks and its aligned crop."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from fastganfit.data.prepare import align_largest_face
+from fastganfit.data.prepare import UnusableInputError, align_largest_face
+from fastganfit.perception.crop import align_face
 from fastganfit.perception.crop_template import crop_template
-from fastganfit.perception.landmarks import Landmarker
+from fastganfit.perception.landmarks import FaceDetection, Landmarker
 from fastganfit.reconstruction.graph import FaceReconstructionGraph
+
+#: ``faces=``: reconstruct only the largest face of a photo, or every face found.
+FACE_CHOICES = ("largest", "all")
 
 
 @dataclass(frozen=True)
 class FaceCrop:
-    """The aligned crop of a photo's largest face: ``crop`` uint8 ``[S, S, 3]``, ``landmarks`` ``[68, 2]`` in
+    """The aligned crop of one face of a photo: ``crop`` uint8 ``[S, S, 3]``, ``landmarks`` ``[68, 2]`` in
     crop pixels, ``transform`` ``[2, 3]`` (photo pixels -> crop pixels), the detector's ``box`` ``[4]`` and
-    ``score``, the ``photo_landmarks`` ``[68, 2]``, the number of ``faces`` found and ``notes``."""
+    ``score``, the ``photo_landmarks`` ``[68, 2]``, the number of ``faces`` found, ``notes`` and the face's
+    ``index`` among those reconstructed from the photo (0: the largest)."""
 
     crop: np.ndarray
     landmarks: np.ndarray
@@ -27,6 +32,13 @@ class FaceCrop:
     photo_landmarks: np.ndarray
     faces: int
     notes: tuple[str, ...]
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        """``face<index>_<x0>-<y0>-<x1>-<y1>``: the face's index and its box (whole photo pixels)."""
+        x0, y0, x1, y1 = (round(float(value)) for value in self.box)
+        return f"face{self.index}_{x0}-{y0}-{x1}-{y1}"
 
 
 def graph_crop_template(graph: FaceReconstructionGraph, crop_size: int) -> np.ndarray:
@@ -48,7 +60,9 @@ def crop_largest_face(
     notes = []
     if found.faces > 1:
         width, height = face.box[2] - face.box[0], face.box[3] - face.box[1]
-        notes.append(f"{found.faces} faces found, the largest ({width:.0f}x{height:.0f} px) taken")
+        notes.append(
+            f"{found.faces} faces found, the largest ({width:.0f}x{height:.0f} px) taken (faces=all takes all)"
+        )
     return FaceCrop(
         crop=found.aligned.image,
         landmarks=found.aligned.landmarks,
@@ -59,3 +73,53 @@ def crop_largest_face(
         faces=found.faces,
         notes=tuple(notes),
     )
+
+
+def crop_faces(
+    image: np.ndarray, landmarker: Landmarker, template: np.ndarray, crop_size: int, min_face: float,
+    faces: str = "all",
+) -> list[FaceCrop]:  # fmt: skip
+    """The aligned crops of a uint8 RGB ``image`` ``[H, W, 3]``: every detected face at least ``min_face`` pixels
+    (``faces="all"``, largest first, ``index`` 0, 1, ...) or only the largest (``faces="largest"``).
+
+    Raises :class:`~fastganfit.data.prepare.UnusableInputError` when no face is usable.
+    """
+    if faces not in FACE_CHOICES:
+        raise ValueError(f"faces must be one of {FACE_CHOICES}, got {faces!r}")
+    if faces == "largest":
+        return [crop_largest_face(image, landmarker, template, crop_size, min_face)]
+    detections = sorted(landmarker.detect(image), key=lambda detection: -detection.area)
+    if not detections:
+        raise UnusableInputError("no face found")
+    usable = [detection for detection in detections if min(_box_size(detection)) >= min_face]
+    if not usable:
+        width, height = _box_size(detections[0])
+        raise UnusableInputError(f"face too small ({width:.0f}x{height:.0f} px, min_face={min_face:g})")
+    notes = []
+    if len(usable) < len(detections):
+        skipped = len(detections) - len(usable)
+        notes.append(f"{skipped} of {len(detections)} faces smaller than min_face={min_face:g} px skipped")
+    crops = []
+    for detection in usable:
+        try:
+            aligned = align_face(image, detection.landmarks, template, crop_size)
+        except ValueError as error:
+            notes.append(f"a face at {np.round(detection.box).astype(int).tolist()} could not be aligned ({error})")
+            continue
+        crops.append(FaceCrop(
+            crop=aligned.image, landmarks=aligned.landmarks, transform=aligned.transform,
+            box=np.asarray(detection.box, np.float32), score=float(detection.score),
+            photo_landmarks=np.asarray(detection.landmarks, np.float32), faces=len(detections), notes=(),
+            index=len(crops),
+        ))  # fmt: skip
+    if not crops:
+        raise UnusableInputError("alignment failed for every face found")
+    if len(crops) > 1:
+        notes.append(f"{len(crops)} faces reconstructed, one result folder each")
+    crops[0] = replace(crops[0], notes=tuple(notes))
+    return crops
+
+
+def _box_size(detection: FaceDetection) -> tuple[float, float]:
+    box = detection.box
+    return float(box[2] - box[0]), float(box[3] - box[1])

@@ -104,7 +104,7 @@ def entry_html(index: int, entry: IndexEntry) -> str:
     notes = "".join(f'<p class="notes">note: {html.escape(note)}</p>' for note in entry.notes)
     links = " · ".join(
         f'<a href="{key}/{name}">{name}</a>'
-        for name in ("mesh.obj", "texture.png", "params.npz", "overlay.png", "report.png", "fit.json")
+        for name in ("mesh.obj", "mesh.glb", "texture.png", "params.npz", "overlay.png", "report.png", "fit.json")
     )
     return (
         f'<section class="result" id="{key}">\n<h2>{html.escape(entry.key)}</h2>\n'

@@ -1,5 +1,8 @@
-"""Reconstruct photos end to end: inputs -> photo -> largest face -> aligned crop -> FaceParams (regressed,
-refined or fitted from the mean face) -> files per image (and ``index.html`` for a collection).
+"""Reconstruct photos end to end: inputs -> photo -> every face (or the largest) -> aligned crop -> FaceParams
+(regressed, refined or fitted from the mean face) -> files per face (and ``index.html`` for a collection).
+
+A photo with one reconstructed face writes ``<key>/``; with several (``faces=all``), one folder per face,
+``<key>_face<k>_<x0>-<y0>-<x1>-<y1>/`` (``k`` = 0 for the largest, the box in photo pixels).
 
 Every input is handled on its own: a file that cannot be read, has no usable face, or fails later is
 reported in one line (``error: <source>: <reason>``) and the others go on; notes on conversions, downscaling
@@ -21,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from fastganfit.data.prepare import UnusableInputError
-from fastganfit.fitting.faces import FaceCrop, crop_largest_face, graph_crop_template
+from fastganfit.fitting.faces import FACE_CHOICES, FaceCrop, crop_faces, graph_crop_template
 from fastganfit.fitting.index_page import IndexEntry, IndexPage, write_index
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups
@@ -63,6 +66,7 @@ class FitOptions:
     ``texture_source``: the OBJ's texture, ``photo`` (taken from the photo, completed by the model's; see
     :mod:`fastganfit.texture.photo_uv`) or ``model`` (the fitted texture model's). ``photo_light``: what of the
     fitted light the photo texture divides out, ``brightness`` (keeps the photo's colour balance) or ``colour``.
+    ``faces``: ``all`` (every face of a photo at least ``min_face`` pixels, one result each) or ``largest``.
     """
 
     start: str = "regressor"
@@ -75,11 +79,15 @@ class FitOptions:
     texture_source: str = "photo"
     photo_light: str = "brightness"
 
+    faces: str = "all"
+
     def __post_init__(self) -> None:
         if self.texture_source not in TEXTURE_SOURCES:
             raise ValueError(f"texture_source must be one of {TEXTURE_SOURCES}, got {self.texture_source!r}")
         if self.photo_light not in LIGHT_MODES:
             raise ValueError(f"photo_light must be one of {LIGHT_MODES}, got {self.photo_light!r}")
+        if self.faces not in FACE_CHOICES:
+            raise ValueError(f"faces must be one of {FACE_CHOICES}, got {self.faces!r}")
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
         if self.start == "mean_face" and self.settings is None:
@@ -134,13 +142,15 @@ class FitReport:
 
 @dataclass
 class PreparedImage:
-    """An input ready to fit: the photo, its face crop, its outcome record and its subject."""
+    """A face ready to fit: the input, its photo, the face's crop, the input's outcome record, the subject and
+    the result folder's name ``key``."""
 
     item: InputImage
     photo: Photo
     face: FaceCrop
     outcome: ImageOutcome
     subject: str
+    key: str
 
 
 def default_log(message: str) -> None:
@@ -215,22 +225,29 @@ class Reconstructor:
         outcome.error, outcome.folder = reason, None
         self.log(f"error: {outcome.source}: {reason}")
 
-    def prepare(self, item: InputImage, outcome: ImageOutcome) -> PreparedImage | None:
-        """Load, detect and crop one input; ``None`` (failure recorded in ``outcome``) when it cannot be used."""
+    def prepare(self, item: InputImage, outcome: ImageOutcome) -> list[PreparedImage]:
+        """Load, detect and crop one input's faces; none (failure recorded in ``outcome``) when it cannot be used."""
+        options = self.options
         try:
-            photo = load_photo(item.path, self.options.max_side)
+            photo = load_photo(item.path, options.max_side)
             outcome.notes += photo.notes
-            face = crop_largest_face(photo.image, self.landmarker, self.template, self.crop_size, self.options.min_face)
-            outcome.notes += face.notes
+            faces = crop_faces(photo.image, self.landmarker, self.template, self.crop_size, options.min_face,
+                               options.faces)
+            outcome.notes += [note for face in faces for note in face.notes]
         except UnusableInputError as error:
             self.fail(outcome, str(error))
-            return None
+            return []
         except Exception as error:  # anything else about one file is that file's problem, not the run's
             self.fail(outcome, f"failed ({type(error).__name__}: {error})")
-            return None
+            return []
         for note in outcome.notes:
             self.log(f"note: {outcome.source}: {note}")
-        return PreparedImage(item, photo, face, outcome, subject_of(item, self.options.subjects))
+        subject = subject_of(item, options.subjects)
+        if len(faces) == 1:
+            return [PreparedImage(item, photo, faces[0], outcome, subject, item.key)]
+        # several people: each face is its own subject and has its own folder
+        return [PreparedImage(item, photo, face, outcome, f"{subject}#{face.label}", f"{item.key}_{face.label}")
+                for face in faces]
 
     def fit_batch(self, batch: Sequence[PreparedImage]) -> tuple[FaceParams, list[ObjectiveRecord], torch.Tensor]:
         """FaceParams of a batch (and the optimisation's history) and its crops ``[B, 3, S, S]``."""
@@ -293,6 +310,8 @@ class Reconstructor:
             "subject": image.subject if self.options.subjects != "none" else None,
             "texture_source": self.options.texture_source,
             "photo_texture_coverage": coverage_fraction(photo_texture.confidence[index], self.photo_texture),
+            "face_index": face.index,
+            "face_box": [round(float(value), 1) for value in face.box],
         }
         chosen = photo_texture.blended if self.options.texture_source == "photo" else views.texture
         return FaceOutputs(
@@ -340,10 +359,9 @@ def reconstruct_images(
     for item in bar:
         outcome = ImageOutcome(str(item.path))
         outcomes.append(outcome)
-        if (result := runner.prepare(item, outcome)) is not None:
-            prepared.append(result)
+        prepared += runner.prepare(item, outcome)
     entries: list[IndexEntry] = []
-    bar = tqdm(total=len(prepared), desc="fit", unit="image", file=sys.stderr, disable=not options.progress)
+    bar = tqdm(total=len(prepared), desc="fit", unit="face", file=sys.stderr, disable=not options.progress)
     with bar:
         for batch in subject_batches(prepared, options.batch_size):
             entries += fit_and_write(runner, batch, output)
@@ -354,7 +372,7 @@ def reconstruct_images(
             title,
             entries,
             [(outcome.source, outcome.error) for outcome in outcomes if outcome.error is not None],
-            [f"{len(entries)} of {len(outcomes)} images reconstructed ({options.method})."],
+            [f"{len(entries)} faces reconstructed from {len(outcomes)} images ({options.method})."],
         )
         index = write_index(output / "index.html", page, runner.topology)
     return FitReport(outcomes, skipped, index, time.perf_counter() - started)
@@ -375,18 +393,18 @@ def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output:
             runner.fail(image.outcome, f"fitting failed ({type(error).__name__}: {error})")
         return []
     entries = []
-    keys = [image.item.key for image in batch]
+    keys = [image.key for image in batch]
     for index, image in enumerate(batch):
         try:
             outputs = runner.outputs(image, index, params, views, reports[index], history, keys, photo)
-            folder = write_face_outputs(output / image.item.key, runner.topology, outputs)
+            folder = write_face_outputs(output / image.key, runner.topology, outputs)
         except Exception as error:
             runner.fail(image.outcome, f"could not be written ({type(error).__name__}: {error})")
             continue
-        image.outcome.folder = folder
+        image.outcome.folder = image.outcome.folder or folder  # several faces: the first one's folder
         runner.log(f"wrote {folder}")
         entries.append(
-            IndexEntry(image.item.key, image.outcome.source, image.outcome.notes, outputs.vertices,
+            IndexEntry(image.key, image.outcome.source, image.outcome.notes, outputs.vertices,
                        png_bytes(outputs.texture))
         )  # fmt: skip
     return entries

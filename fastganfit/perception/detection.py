@@ -1,4 +1,5 @@
-"""Face detection: dlib's frontal HOG detector (default) and its CNN (MMOD) detector.
+"""Face detection: dlib's frontal HOG detector (default), its CNN (MMOD) detector, and the two in cascade (HOG,
+then the CNN on images where HOG finds no face).
 
 Detectors take a uint8 RGB image ``[H, W, 3]`` and return :class:`FaceBox` es in pixels, with the
 centre of pixel (row i, column j) at (x=j, y=i): a box ``[x0, y0, x1, y1]`` spans the pixels' outer
@@ -161,17 +162,34 @@ class DlibCNNDetector(FaceDetector):
         return sorted(faces, key=lambda face: -face.score)
 
 
-DETECTORS: dict[str, type[FaceDetector]] = {"hog": DlibHOGDetector, "cnn": DlibCNNDetector}
+class CascadeDetector(FaceDetector):
+    """HOG first, then the CNN detector on images where HOG found no face: HOG's speed on frontal faces, the CNN's
+    recall on turned, tilted and cut faces (``BENCHMARKS.md``, section ``detection``). ``options`` go to the HOG
+    detector; the CNN detector gets ``max_side`` and its own defaults (no upsampling: it costs 4x per level)."""
+
+    name = "dlib_hog+cnn"
+
+    def __init__(self, model_path: str | Path | None = None, **options: Any) -> None:
+        self.hog = DlibHOGDetector(**options)
+        self.cnn = DlibCNNDetector(model_path, max_side=self.hog.max_side)
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        return self.hog.detect(image) or self.cnn.detect(image)
+
+
+DETECTORS: dict[str, type[FaceDetector]] = {"hog": DlibHOGDetector, "cnn": DlibCNNDetector, "hog+cnn": CascadeDetector}
 
 
 def build_detector(name: str = "hog", **options: Any) -> FaceDetector:
-    """A detector by name: ``hog`` (:class:`DlibHOGDetector`) or ``cnn`` (:class:`DlibCNNDetector`)."""
+    """A detector by name: ``hog`` (:class:`DlibHOGDetector`), ``cnn`` (:class:`DlibCNNDetector`) or ``hog+cnn``
+    (:class:`CascadeDetector`)."""
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector {name!r}; choose from {sorted(DETECTORS)}")
     return DETECTORS[name](**options)
 
 
 __all__ = [
+    "CascadeDetector",
     "DlibCNNDetector",
     "DlibHOGDetector",
     "FaceBox",

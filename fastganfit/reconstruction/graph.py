@@ -199,4 +199,5 @@ class FaceReconstructionGraph(nn.Module):
             identity_render=self.identity(render.image, target.landmarks) if needs_identity else None,
             identity_input=target.identity_input if needs_identity else None,
             texture_model=self.texture,
+            lighting=self.renderer.lighting,
         )

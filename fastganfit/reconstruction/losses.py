@@ -2,8 +2,9 @@
 
 Terms (formulas in each docstring): :func:`identity_loss`, :func:`content_loss`, :func:`pixel_loss`,
 :func:`landmark_loss` and the regularisers :func:`shape_regulariser`, :func:`expression_regulariser`,
-:func:`texture_regulariser`, :func:`light_regulariser`. :class:`GANFitLoss` weights and sums them; both
-the Fast-GANFit regressor's training and per-image GANFit fitting use it. Weights live in ``conf/loss/``.
+:func:`texture_regulariser`, :func:`light_regulariser`, :func:`light_chroma_regulariser`. :class:`GANFitLoss`
+weights and sums them; both the Fast-GANFit regressor's training and per-image GANFit fitting use it. Weights live
+in ``conf/loss/``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,21 @@ from fastganfit.perception.identity import IdentityOutput
 from fastganfit.reconstruction.supervised import SupervisedLoss
 
 JAW_CONTOUR = tuple(range(17))  # iBUG-68 indices 0..16
-TERMS: tuple[str, ...] = ("identity", "content", "pixel", "landmark", "shape", "expression", "texture", "light")
+TERMS: tuple[str, ...] = (
+    "identity", "content", "pixel", "landmark", "shape", "expression", "texture", "light", "light_chroma"
+)
 
 
 class TextureModel(Protocol):
     """What :func:`texture_regulariser` needs of a texture model."""
 
     def latent_regulariser(self, latent: Tensor) -> Tensor: ...
+
+
+class LightingModel(Protocol):
+    """What :func:`light_chroma_regulariser` needs of a lighting model."""
+
+    def chroma(self, params: Tensor) -> Tensor: ...
 
 
 def identity_loss(emb_render: Tensor, emb_input: Tensor) -> Tensor:
@@ -163,6 +172,20 @@ def light_regulariser(light: Tensor) -> Tensor:
     return _mean_square("light_regulariser", light)
 
 
+def light_chroma_regulariser(light: Tensor, lighting: LightingModel) -> Tensor:
+    """``||chroma(l)||^2 / K`` per sample: the light's colour away from grey (``lighting.chroma``, ``[B, K]``) ->
+    ``[B]``.
+
+    The light regulariser pulls every light parameter towards white ambient light alike; this term adds a
+    prior on colour alone: real illumination is close to achromatic (after white balance), so the skin's
+    colour should come from the albedo. Without it a tinted light and a skin colour explain a photo equally well,
+    and the light, one parameter per channel, is the cheaper way (docs/regressor_and_losses.md).
+    """
+    if light.ndim != 2:
+        raise ValueError(f"light_chroma_regulariser: expected [B, L], got {list(light.shape)}")
+    return _mean_square("light_chroma_regulariser", lighting.chroma(light))
+
+
 def composite_over_input(render: Tensor, mask: Tensor, image: Tensor) -> Tensor:
     """``m * render + (1 - m) * image``: the render ``[B, 3, H, W]`` pasted over the input image where the
     face covers it (``mask [B, 1, H, W]``), what the identity network sees for the identity and content losses."""
@@ -174,9 +197,9 @@ class GANFitLoss(nn.Module):
     """Weighted sum of GANFit's terms: ``total = sum_t w_t mean_B(term_t)``.
 
     Weights (``conf/loss/*.yaml``): ``identity``, ``content``, ``pixel``, ``landmark``, ``shape``,
-    ``expression``, ``texture``, ``light``; ``content_layer_weights`` go to :func:`content_loss`. A term
-    with weight 0 is not computed, so its inputs may be left out (``needs_identity`` tells a caller
-    whether to run the identity network on the composite at all).
+    ``expression``, ``texture``, ``light``, ``light_chroma``; ``content_layer_weights`` go to
+    :func:`content_loss`. A term with weight 0 is not computed, so its inputs may be left out (``needs_identity``
+    tells a caller whether to run the identity network on the composite at all).
 
     ``supervised``: an optional :class:`~fastganfit.reconstruction.supervised.SupervisedLoss` (vertex and parameter
     terms for samples with ground truth), held here so that its weights live in the loss configs; callers with
@@ -194,6 +217,7 @@ class GANFitLoss(nn.Module):
         texture: float = 0.0,
         light: float = 0.0,
         content_layer_weights: Sequence[float] | None = None,
+        light_chroma: float = 0.0,
         supervised: SupervisedLoss | None = None,
     ) -> None:
         super().__init__()
@@ -206,6 +230,7 @@ class GANFitLoss(nn.Module):
             "expression": float(expression),
             "texture": float(texture),
             "light": float(light),
+            "light_chroma": float(light_chroma),
         }
         negative = {name: weight for name, weight in self.weights.items() if weight < 0}
         if negative:
@@ -236,6 +261,7 @@ class GANFitLoss(nn.Module):
         identity_render: IdentityOutput | None = None,
         identity_input: IdentityOutput | None = None,
         texture_model: TextureModel | None = None,
+        lighting: LightingModel | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss (scalar) and ``{term: batch mean (detached)}`` for every active term, plus ``total``.
 
@@ -244,8 +270,8 @@ class GANFitLoss(nn.Module):
         ``render [B, 3, H, W]``, ``mask [B, 1, H, W]``, ``image [B, 3, H, W]``: the rendered image, its
         coverage and the input (pixel term). ``identity_render``/``identity_input``: the identity network's
         outputs for the composite (:func:`composite_over_input`) and for the input (identity and content
-        terms). ``texture_model``: for the texture regulariser. Inputs of inactive terms are ignored; a
-        missing input of an active term raises ``ValueError``.
+        terms). ``texture_model``: for the texture regulariser; ``lighting``: for the light chroma regulariser.
+        Inputs of inactive terms are ignored; a missing input of an active term raises ``ValueError``.
         """
         available: dict[str, object] = {
             "landmarks": landmarks,
@@ -256,6 +282,7 @@ class GANFitLoss(nn.Module):
             "identity_render": identity_render,
             "identity_input": identity_input,
             "texture_model": texture_model,
+            "lighting": lighting,
         }
 
         def need(name: str, *keys: str) -> list:
@@ -279,6 +306,8 @@ class GANFitLoss(nn.Module):
                 terms[name] = landmark_loss(*need(name, "landmarks", "target_landmarks"), landmark_visibility)
             elif name == "texture":
                 terms[name] = texture_regulariser(params.texture, *need(name, "texture_model"))
+            elif name == "light_chroma":
+                terms[name] = light_chroma_regulariser(params.light, *need(name, "lighting"))
             else:
                 terms[name] = REGULARISERS[name](getattr(params, name))
         total = params.shape.new_zeros(())

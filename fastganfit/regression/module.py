@@ -33,7 +33,7 @@ from fastganfit.reconstruction.losses import GANFitLoss
 from fastganfit.reconstruction.panels import PANELS_PER_ROW, reconstruction_panels
 from fastganfit.reconstruction.vertex_error import vertex_error_mm
 from fastganfit.regression.lr_schedule import check_schedule, learning_rate_scheduler
-from fastganfit.regression.regressor import Regressor
+from fastganfit.regression.regressor import Regressor, face_colour_features
 
 PHASES = ("align", "full")
 PHASE_HEADS: dict[str, tuple[str, ...]] = {"align": ("shape", "expression", "camera"), "full": GROUPS}
@@ -144,7 +144,8 @@ class FastGANFitModule(L.LightningModule):
         heatmaps = graph.input_heatmaps(crop, crop_landmarks)
         camera = graph.landmark_camera(target.landmarks) if self.hparams.landmark_camera else None
         features = graph.landmark_features(target.landmarks, camera) if self.regressor.landmark_features else None
-        params = self.regressor(target.identity_input.activations, heatmaps, features)
+        colour = face_colour_features(target.image, target.landmarks) if self.regressor.colour_input else None
+        params = self.regressor(target.identity_input.activations, heatmaps, features, colour)
         if camera is not None:
             params = replace(params, camera=params.camera + camera)
         return graph.render(params, target)

@@ -7,9 +7,17 @@ Two branches and an optional landmark feature vector, fused by an MLP, and one l
     heatmaps [B, 68, 64, 64]           -> timm backbone (in_chans=68, num_classes=0) -> [B, N]
     landmark features [B, F] (optional, fed as they are)                              -> [B, F]
     concat -> Linear(hidden) -> ReLU -> Linear(feature_dim) -> ReLU -> head_g (Linear) * scale_g -> group g
+    face colour [B, 6] (optional, colour_input: skin colour's mean and spread) -> colour_head_g (Linear) * scale_g,
+                                                                   added to groups texture and light
 
 Heads start at exactly zero (weights and biases), so an untrained regressor outputs all-zero FaceParams: the
 mean face (FastGANFitModule poses it with the landmark camera, the camera head predicting a residual).
+
+Why a colour input: the identity adapters normalise each activation per sample (GroupNorm) and the heatmaps and
+landmark features carry no colour at all, so without it the texture and light heads see hardly anything of the
+skin's colour and predict nearly the same texture for everyone (docs/regressor_and_losses.md has the measurement).
+The colour heads are linear (skin tone and light colour are close to linear in the face's mean colour) and start
+at zero, like the others.
 """
 
 from __future__ import annotations
@@ -19,9 +27,42 @@ from pathlib import Path
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastganfit.params import GROUPS, FaceParams, ParamSizes
+
+#: Skin sample points: pairs of iBUG-68 landmarks and the weight of the first; each point lies between the two
+#: (cheeks between the jaw and the nose, the nose bridge and tip, the chin below the lower lip).
+SKIN_POINTS: tuple[tuple[int, int, float], ...] = (
+    (2, 31, 0.5), (3, 31, 0.5), (4, 48, 0.5), (14, 35, 0.5), (13, 35, 0.5), (12, 54, 0.5),
+    (1, 39, 0.4), (15, 42, 0.4), (28, 29, 0.5), (29, 30, 0.5), (8, 57, 0.5), (7, 58, 0.5), (9, 56, 0.5),
+)
+#: Width of :func:`face_colour_features`.
+COLOUR_FEATURES = 6
+#: Groups with a colour head (``colour_input``).
+COLOUR_GROUPS = ("texture", "light")
+#: The colour heads see ``(colour - COLOUR_REFERENCE) * COLOUR_GAIN``: Adam moves each weight by about the learning
+#: rate per step whatever its input's size, so with six inputs of a few hundredths (the colour features' spread)
+#: the heads would need thousands of steps at the demo's 1e-4 to move the texture latent by one unit; a gain of 20
+#: gives inputs of order 1 (as the 256 fused features are), so they learn in a few hundred steps.
+COLOUR_REFERENCE = (0.5, 0.5, 0.5, 0.05, 0.05, 0.05)
+COLOUR_GAIN = 20.0
+
+
+def face_colour_features(image: Tensor, landmarks: Tensor) -> Tensor:
+    """``[B, 6]``: the mean and the standard deviation over :data:`SKIN_POINTS` of the colour of ``image [B, 3, H, W]``
+    (bilinear samples at points between its ``landmarks [B, 68, 2]``, pixels): what the skin's colour looks like
+    in the photo, light and albedo together."""
+    if image.ndim != 4 or image.shape[1] != 3 or landmarks.shape != (image.shape[0], 68, 2):
+        raise ValueError(f"face_colour_features: expected image [B, 3, H, W] and landmarks [B, 68, 2], got "
+                         f"{list(image.shape)} and {list(landmarks.shape)}")
+    first, second, weight = (landmarks.new_tensor(column) for column in zip(*SKIN_POINTS, strict=True))
+    points = landmarks[:, first.long()] * weight[:, None] + landmarks[:, second.long()] * (1 - weight[:, None])
+    size = landmarks.new_tensor([image.shape[-1], image.shape[-2]])
+    grid = (2 * points + 1) / size - 1  # pixel centres at integers, align_corners=False
+    samples = F.grid_sample(image, grid[:, None], mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0]
+    return torch.cat([samples.mean(dim=2), samples.std(dim=2)], dim=1)
 
 
 class IdentityAdapter(nn.Module):
@@ -122,10 +163,11 @@ class Regressor(nn.Module):
     ``"groupnorm1"`` (per sample: the same in training and evaluation at any batch size), or ``None`` for the
     model's own (batch norm for ResNets). ``landmark_features``: width of an optional landmark feature vector
     fed to the fusion MLP next to the branches (0: none; see
-    :func:`fastganfit.reconstruction.landmark_camera.landmark_residual_features`). At least one of the three inputs is
-    needed. ``hidden`` and ``feature_dim``: widths of the fusion MLP's two layers. ``output_scales``: an
-    optional multiplier per group, one number for the whole group or one per coordinate (e.g.
-    ``{"expression": 0.2, "camera": [0.05, 0.05, 0.05, 0.5, 0.5, 0.5, 0.05]}``), default 1; see
+    :func:`fastganfit.reconstruction.landmark_camera.landmark_residual_features`). ``colour_input``: add linear
+    colour heads from the face's colour (:func:`face_colour_features`, ``[B, 6]``) to the texture and light heads.
+    At least one of the first three inputs is needed. ``hidden`` and ``feature_dim``: widths of the fusion MLP's
+    two layers. ``output_scales``: an optional multiplier per group, one number for the whole group or one per
+    coordinate (e.g. ``{"expression": 0.2, "camera": [0.05, 0.05, 0.05, 0.5, 0.5, 0.5, 0.05]}``), default 1; see
     :func:`group_scales`.
     """
 
@@ -143,6 +185,7 @@ class Regressor(nn.Module):
         feature_dim: int = 512,
         hidden: int = 512,
         output_scales: Mapping[str, float | Sequence[float]] | None = None,
+        colour_input: bool = False,
     ) -> None:
         super().__init__()
         if not identity_channels and heatmap_backbone is None and not landmark_features:
@@ -169,11 +212,16 @@ class Regressor(nn.Module):
             raise ValueError(f"Regressor: landmark_features must be non-negative, got {landmark_features}")
         self.landmark_features = int(landmark_features)
         fused += self.landmark_features
+        self.colour_input = bool(colour_input)
         self.fusion = nn.Sequential(
             nn.Linear(fused, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, feature_dim), nn.ReLU(inplace=True)
         )
         self.heads = nn.ModuleDict({name: nn.Linear(feature_dim, size) for name, size in sizes.items()})
-        for head in self.heads.values():
+        colour_groups = COLOUR_GROUPS if self.colour_input else ()
+        self.colour_heads = nn.ModuleDict(
+            {name: nn.Linear(COLOUR_FEATURES, getattr(sizes, name)) for name in colour_groups}
+        )
+        for head in (*self.heads.values(), *self.colour_heads.values()):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         for name, scale in group_scales(sizes, output_scales).items():
@@ -203,10 +251,24 @@ class Regressor(nn.Module):
         return self.fusion(torch.cat(parts, dim=1))
 
     def forward(
-        self, activations: Sequence[Tensor], heatmaps: Tensor | None = None, landmarks: Tensor | None = None
+        self,
+        activations: Sequence[Tensor],
+        heatmaps: Tensor | None = None,
+        landmarks: Tensor | None = None,
+        colour: Tensor | None = None,
     ) -> FaceParams:
         """FaceParams (each group ``[B, K]``) from identity ``activations`` (one ``[B, C_j, h_j, w_j]`` per
-        adapter), ``heatmaps [B, 68, H, W]`` (ignored without a heatmap branch) and landmark features
-        ``landmarks [B, landmark_features]`` (ignored when ``landmark_features`` is 0)."""
+        adapter), ``heatmaps [B, 68, H, W]`` (ignored without a heatmap branch), landmark features
+        ``landmarks [B, landmark_features]`` (ignored when ``landmark_features`` is 0) and the face's colour
+        ``colour [B, 6]`` (:func:`face_colour_features`; ignored without ``colour_input``)."""
         feature = self.features(activations, heatmaps, landmarks)
-        return FaceParams(**{name: self.heads[name](feature) * self.output_scale(name) for name in GROUPS})
+        outputs = {name: self.heads[name](feature) for name in GROUPS}
+        if self.colour_input:
+            if colour is None or colour.shape != (feature.shape[0], COLOUR_FEATURES):
+                shape = None if colour is None else list(colour.shape)
+                raise ValueError(f"Regressor: expected face colour features [{feature.shape[0]}, {COLOUR_FEATURES}], "
+                                 f"got {shape}")
+            scaled = (colour - colour.new_tensor(COLOUR_REFERENCE)) * COLOUR_GAIN
+            for name, head in self.colour_heads.items():
+                outputs[name] = outputs[name] + head(scaled)
+        return FaceParams(**{name: output * self.output_scale(name) for name, output in outputs.items()})

@@ -1,7 +1,9 @@
 """Illumination models with zero-centred parameters (all zeros = white ambient light of intensity 1).
 
 Both models shade in the view frame (camera at the origin looking down -Z, see ``camera.py``) and
-share one interface: ``num_params`` and ``shade(albedo, normals, view_dirs, params)``.
+share one interface: ``num_params``, ``shade(albedo, normals, view_dirs, params)`` and ``chroma(params)``, the
+light's colour away from grey (what the ``light_chroma`` regulariser keeps small, so that skin colour is carried
+by the albedo, not by a tinted light; see docs/regressor_and_losses.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from torch import nn
 def _check_params(name: str, params: torch.Tensor, num_params: int) -> None:
     if params.ndim != 2 or params.shape[1] != num_params:
         raise ValueError(f"{name} params: expected [B, {num_params}], got {list(params.shape)}")
+
+
+def grey_deviation(colours: torch.Tensor) -> torch.Tensor:
+    """``colours [..., 3]`` minus their mean over the three channels: the chromatic part (zero for grey)."""
+    return colours - colours.mean(dim=-1, keepdim=True)
 
 
 def _per_pixel(params: torch.Tensor) -> torch.Tensor:
@@ -59,6 +66,14 @@ class PhongLighting(nn.Module):
         highlight = specular * r_dot_v.pow(self.shininess) * (n_dot_l > 0)
         return albedo * (ambient + diffuse) + highlight
 
+    def chroma(self, params: torch.Tensor) -> torch.Tensor:
+        """``[B, 6]``: the ambient and directional colours minus their grey (channel mean), ``[B, 10]`` params.
+
+        Zero for white or grey light of any intensity; the specular highlight is white by construction.
+        """
+        _check_params("Phong lighting", params, self.num_params)
+        return grey_deviation(params[:, 0:6].view(-1, 2, 3)).flatten(1)
+
 
 class SphericalHarmonicsLighting(nn.Module):
     """Second-order spherical-harmonics irradiance (9 coefficients per colour channel).
@@ -82,6 +97,11 @@ class SphericalHarmonicsLighting(nn.Module):
         coefficients = coefficients + dc
         irradiance = torch.einsum("bkhw,bkc->bchw", basis, coefficients)
         return albedo * irradiance
+
+    def chroma(self, params: torch.Tensor) -> torch.Tensor:
+        """``[B, 27]``: each coefficient's three channels minus their mean (zero for grey irradiance)."""
+        _check_params("spherical-harmonics lighting", params, self.num_params)
+        return grey_deviation(params.view(-1, 9, 3)).flatten(1)
 
 
 SH_CONSTANTS = (

@@ -54,6 +54,16 @@ def _inside_polygon(points: torch.Tensor, polygon: torch.Tensor) -> torch.Tensor
     return ((crosses & (x < x_cross)).sum(1) % 2) == 1
 
 
+FRONT_DEPTH_MM = 35.0  # the front of the face: texels less than this behind the landmarks' mean depth
+
+
+def front_texels(layout: UVLayout, landmarks: torch.Tensor) -> torch.Tensor:
+    """``[R * R]`` float: 1 where a covered texel lies on the front of the face (less than ``FRONT_DEPTH_MM``
+    behind the mean depth of the mean-face ``landmarks [68, 3]``), else 0."""
+    depth = layout.positions.reshape(3, -1)[2]
+    return (depth > landmarks[:, 2].mean() - FRONT_DEPTH_MM).float() * layout.coverage.reshape(-1)
+
+
 def region_masks(layout: UVLayout, landmarks: torch.Tensor) -> torch.Tensor:
     """Soft UV masks ``[5, 1, R, R]`` for skin, lips, brows, eyes, cheeks from mean-face ``landmarks [68, 3]``.
 
@@ -63,7 +73,7 @@ def region_masks(layout: UVLayout, landmarks: torch.Tensor) -> torch.Tensor:
     resolution = layout.resolution
     xyz = layout.positions.reshape(3, -1).T
     xy = xyz[:, :2]
-    front = (xyz[:, 2] > landmarks[:, 2].mean() - 35.0).float()
+    front = front_texels(layout, landmarks)
     lm = landmarks[:, :2]
 
     def soft(distance: torch.Tensor, width: float) -> torch.Tensor:
@@ -108,6 +118,8 @@ class ProceduralTexture(nn.Module):
         self.resolution = resolution
         self.latent_dim = sum(LATENT_GROUPS.values())
         self.register_buffer("masks", region_masks(layout, landmarks))
+        front = front_texels(layout, landmarks).reshape(1, 1, resolution, resolution)
+        self.register_buffer("front", front, persistent=False)
         self.register_buffer("skin_mean", torch.tensor(SKIN_MEAN).view(1, 3))
         self.register_buffer("skin_axes", torch.tensor(SKIN_AXES))
         self.register_buffer("brow_axes", torch.tensor(BROW_AXES))

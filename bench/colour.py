@@ -1,0 +1,119 @@
+"""Colour benchmark: light and albedo on synthetic faces with known colour, and render-vs-photo colour on the two
+package test photos (skimage's astronaut, matplotlib's Grace Hopper). Writes the 'colour' section of BENCHMARKS.md.
+
+Each ``--run LABEL CKPT [OVERRIDE ...]`` is a checkpoint with GANFit++ settings (conf/fit/refine.yaml plus dotted
+overrides, e.g. ``stages.full.loss.light_chroma=0``). For each run and method (regression, regression + GANFit++):
+the synthetic benchmark's albedo delta-E, light chroma error and render delta-E (benchmark=synthetic, ``--n``
+faces: half white light, half coloured), and the photos' render delta-E (CIEDE2000 of the render against the photo
+over the rendered face, in the aligned crop at the render size).
+
+Usage: python bench/colour.py --run before OLD.ckpt stages.full.loss.light_chroma=0 --run after NEW.ckpt [--n 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import write_section
+from hydra.utils import instantiate
+from matplotlib import cbook
+from omegaconf import OmegaConf
+from PIL import Image
+from skimage import data
+
+from fastganfit.benchmarks.colour import masked_delta_e
+from fastganfit.benchmarks.synthetic import SyntheticBenchmark
+from fastganfit.fitting.faces import crop_largest_face, graph_crop_template
+from fastganfit.fitting.optimise import refine, regress
+from fastganfit.perception.landmarks import DlibLandmarker
+from fastganfit.regression.checkpoint import load_fast_ganfit
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def refine_settings(overrides: list[str]) -> object:
+    """conf/fit/refine.yaml with its loss defaults, plus dotted ``overrides``, instantiated (FitSettings)."""
+    config = OmegaConf.load(CONF / "fit" / "refine.yaml")
+    config.pop("defaults")
+    config.stages.align.loss = OmegaConf.load(CONF / "loss" / "fast_align.yaml")
+    config.stages.full.loss = OmegaConf.merge(OmegaConf.load(CONF / "loss" / "fast_full.yaml"), config.stages.full.loss)
+    config = OmegaConf.merge(config, OmegaConf.from_dotlist(overrides))
+    return instantiate(config, _convert_="all")
+
+
+def photos() -> dict[str, np.ndarray]:
+    with cbook.get_sample_data("grace_hopper.jpg") as file:
+        grace = np.asarray(Image.open(file).convert("RGB"))
+    return {"astronaut": data.astronaut(), "Grace Hopper": grace}
+
+
+def photo_delta_e(ckpt: str, settings: object) -> dict[str, dict[str, float]]:
+    """``{photo: {method: render delta-E}}`` for regression and regression + GANFit++."""
+    module = load_fast_ganfit(ckpt, torch.device("cpu"))
+    graph = module.graph
+    landmarker, template = DlibLandmarker(), graph_crop_template(graph, graph.crop_size)
+    result = {}
+    for name, image in photos().items():
+        face = crop_largest_face(image, landmarker, template, graph.crop_size, 40)
+        crops = torch.from_numpy(np.array(face.crop)).permute(2, 0, 1)[None].float() / 255.0
+        landmarks = torch.from_numpy(np.array(face.landmarks))[None].float()
+        regressed = regress(module, crops, landmarks)
+        refined, _ = refine(graph, crops, landmarks, regressed, settings)
+        target = graph.target(crops, landmarks)
+        scores = {}
+        for method, params in (("regression", regressed), ("regression + GANFit++", refined)):
+            with torch.no_grad():
+                render = graph.render(params, target).render
+            scores[method] = float(masked_delta_e(render.image, target.image, render.mask)[0])
+        result[name] = scores
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", nargs="+", action="append", required=True, metavar="LABEL CKPT [OVERRIDE]")
+    parser.add_argument("--n", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    header = ("| run | method | albedo ΔE (white light) | albedo ΔE (coloured) | light chroma error % (white) | "
+              "light chroma % (coloured) | render ΔE (synthetic) | render ΔE astronaut | render ΔE Grace Hopper |")
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    for run in args.run:
+        if len(run) < 2:
+            parser.error("--run needs a LABEL and a CKPT")
+        label, ckpt, overrides = run[0], run[1], run[2:]
+        settings = refine_settings(overrides)
+        report = SyntheticBenchmark(ckpt, refine=settings, n=args.n, batch_size=8, icp_max_iterations=20,
+                                    num_examples=0, device="cpu", progress=False).run()
+        photo = photo_delta_e(ckpt, settings)
+        for method in ("regression", "regression + GANFit++"):
+            details = report.details[method]
+            albedo, chroma = np.array(details["albedo_delta_e"]), np.array(details["light_chroma_error_percent"])
+            half = args.n - args.n // 2
+            rows.append(
+                f"| {label} | {method} | {albedo[:half].mean():.1f} | {albedo[half:].mean():.1f} | "
+                f"{chroma[:half].mean():.1f} | {chroma[half:].mean():.1f} | "
+                f"{np.nanmean(details['render_delta_e']):.1f} | {photo['astronaut'][method]:.1f} | "
+                f"{photo['Grace Hopper'][method]:.1f} |"
+            )
+            print(rows[-1], flush=True)
+    runs = "; ".join(f"{run[0]}: `{run[1]}`" + (f" with `{' '.join(run[2:])}`" if run[2:] else "") for run in args.run)
+    body = "\n".join([
+        f"{args.n} held-out synthetic faces (benchmark=synthetic, seed 2026; the second half lit by coloured light of",
+        "known colour) and the two package photos. ΔE: CIEDE2000 (skimage.color); albedo over the front skin texels of",
+        "the UV albedo; render against the input over the rendered face; light chroma error: 100 |c/mean(c) -",
+        "c_true/mean(c_true)| of the light's mean colour on a white surface (fastganfit/benchmarks/colour.py).",
+        f"Runs: {runs}.",
+        "",
+        *rows,
+    ])
+    command = "python bench/colour.py " + " ".join("--run " + " ".join(run) for run in args.run) + f" --n {args.n}"
+    write_section("colour", body, command)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Colour errors of reconstructions: albedo and render delta-E in CIELAB, and the light's chroma error.
+
+* :func:`albedo_delta_e`: mean CIEDE2000 difference (``skimage.color.deltaE_ciede2000``) between a predicted and
+  a ground-truth UV albedo over the front skin texels (:func:`front_skin_texels`). A delta-E of about 2.3 is
+  a just-noticeable difference; 10 is a clearly different skin tone.
+* :func:`light_chroma_error`: how far the predicted light's colour is from the true one, intensity aside:
+  ``100 ||c_p / mean(c_p) - c_t / mean(c_t)||_2`` (percent) with ``c`` the mean colour the light gives a white
+  surface over the front hemisphere of normals (:func:`light_colour`).
+* :func:`masked_delta_e`: mean delta-E between two images over a mask (the render against the photo over the
+  rendered face, for photos without ground truth).
+
+Images and textures are display (sRGB) values in [0, 1], as the renderer and the texture models produce them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.color import deltaE_ciede2000, rgb2lab
+from torch import Tensor
+
+from fastganfit.texture.procedural import ProceduralTexture
+
+#: Front skin texels: the procedural skin region's weight above this (lips, brows and eyes excluded).
+SKIN_THRESHOLD = 0.5
+#: Normals sampled on the front hemisphere (facing the camera) to average a light's colour over.
+HEMISPHERE_NORMALS = 256
+
+
+def delta_e(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """CIEDE2000 difference ``[...]`` of two sRGB colour arrays ``[..., 3]`` in [0, 1]."""
+    if first.shape != second.shape or first.shape[-1] != 3:
+        raise ValueError(f"delta_e: expected two [..., 3] colour arrays, got {first.shape} and {second.shape}")
+    lab = rgb2lab(np.clip(np.stack([first, second]), 0.0, 1.0), channel_axis=-1)
+    return deltaE_ciede2000(lab[0], lab[1], channel_axis=-1)
+
+
+def masked_delta_e(predicted: Tensor, target: Tensor, mask: Tensor) -> np.ndarray:
+    """Mean delta-E ``[B]`` of ``predicted`` against ``target`` (both ``[B, 3, H, W]`` in [0, 1]) over the pixels
+    where ``mask [B, 1, H, W]`` (or ``[1, 1, H, W]``) exceeds 0.5; NaN where it covers nothing."""
+    if predicted.shape != target.shape or predicted.ndim != 4 or predicted.shape[1] != 3:
+        raise ValueError(f"masked_delta_e: expected two [B, 3, H, W] images, got {list(predicted.shape)} and "
+                         f"{list(target.shape)}")
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2:] != predicted.shape[2:]:
+        raise ValueError(f"masked_delta_e: mask must be [B, 1, {predicted.shape[2]}, {predicted.shape[3]}], "
+                         f"got {list(mask.shape)}")
+    covered = (mask > 0.5).expand(predicted.shape[0], 1, *predicted.shape[2:])[:, 0].cpu().numpy()
+    differences = delta_e(predicted.detach().permute(0, 2, 3, 1).cpu().double().numpy(),
+                          target.detach().permute(0, 2, 3, 1).cpu().double().numpy())
+    return np.array([row[inside].mean() if inside.any() else math.nan
+                     for row, inside in zip(differences, covered, strict=True)])
+
+
+def front_skin_texels(texture: ProceduralTexture) -> Tensor:
+    """``[1, 1, R, R]`` bool: texels of the procedural texture's skin region (lips, brows and eye regions left out)
+    on the front of the face (ears, neck and scalp left out): the skin a frontal or turned face shows."""
+    return (texture.masks[0:1] > SKIN_THRESHOLD) & (texture.front > 0.5)
+
+
+def albedo_delta_e(predicted: Tensor, truth: Tensor, texels: Tensor) -> np.ndarray:
+    """Mean delta-E ``[B]`` of a predicted UV albedo ``[B, 3, R', R']`` (resized to the truth's resolution) against
+    the ground truth ``[B, 3, R, R]`` over ``texels [1, 1, R, R]`` (:func:`front_skin_texels`)."""
+    if predicted.shape[-2:] != truth.shape[-2:]:
+        predicted = F.interpolate(predicted, size=truth.shape[-2:], mode="bilinear", align_corners=False)
+    return masked_delta_e(predicted.clamp(0, 1), truth, texels.to(truth.device))
+
+
+def hemisphere_normals(count: int = HEMISPHERE_NORMALS) -> Tensor:
+    """``[count, 3]`` unit normals spread evenly (a Fibonacci spiral) over the hemisphere facing the camera (+Z)."""
+    index = torch.arange(count, dtype=torch.float64) + 0.5
+    z = 1.0 - index / count
+    radius = (1.0 - z.square()).sqrt()
+    angle = index * math.pi * (3.0 - math.sqrt(5.0))
+    return torch.stack([radius * angle.cos(), radius * angle.sin(), z], dim=1).float()
+
+
+def light_colour(lighting: torch.nn.Module, light: Tensor) -> Tensor:
+    """``[B, 3]``: the mean colour ``lighting`` with parameters ``light [B, L]`` gives a white surface, over
+    :func:`hemisphere_normals` seen from the camera (ambient, diffuse and specular alike)."""
+    normals = hemisphere_normals().to(light)
+    batch = light.shape[0]
+    normals = normals.T[None, :, :, None].expand(batch, 3, -1, 1)
+    view = light.new_tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand_as(normals)
+    shaded = lighting.shade(torch.ones_like(normals), normals, view, light)
+    return shaded.mean(dim=(2, 3))
+
+
+def light_chroma_error(predicted: Tensor, truth: Tensor) -> np.ndarray:
+    """``[B]`` percent: ``100 ||c_p / mean(c_p) - c_t / mean(c_t)||_2`` of light colours ``[B, 3]``
+    (:func:`light_colour`); 0 when the two lights differ only in intensity."""
+    if predicted.shape != truth.shape or predicted.ndim != 2 or predicted.shape[1] != 3:
+        raise ValueError(f"light_chroma_error: expected two [B, 3] colours, got {list(predicted.shape)} and "
+                         f"{list(truth.shape)}")
+
+    def relative(colour: Tensor) -> Tensor:
+        return colour / colour.mean(dim=1, keepdim=True).clamp(min=1e-6)
+
+    return (100.0 * torch.linalg.vector_norm(relative(predicted) - relative(truth), dim=1)).detach().cpu().numpy()
