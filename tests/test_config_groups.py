@@ -64,6 +64,9 @@ def required(group: str, option: str, assets: AssetFiles, tmp_path: Path) -> lis
         "heatmaps/fan": [f"heatmaps.{value}" for value in fan] + ["heatmaps.crop_size=64", "heatmaps.heatmap_size=32"],
         "landmarks/fan": [f"landmarks.{value}" for value in fan],
         "data/shards": [f"data.train_urls={tmp_path}"],
+        "data/mixed": [f"data.self_supervised.train_urls={tmp_path}"],
+        "logger/wandb": [f"logger.save_dir={tmp_path}"],  # its default is the Hydra run folder
+        "experiment/hybrid": [f"data.self_supervised.train_urls={tmp_path}", "model.init_checkpoint=null"],
         "experiment/demo": ["model.init_checkpoint=null"],
         "experiment/fast_full": ["model.init_checkpoint=null"],
         "experiment/texture_gan": [f"data.urls={tmp_path}"],

@@ -64,8 +64,12 @@ def test_the_docs_show_commands_of_every_entry_point() -> None:
 
 
 def concrete(arguments: list[str], assets: AssetFiles, scratch: Path) -> list[str]:
-    """``arguments`` with placeholders and asset paths replaced by tiny files (other placeholders by ``scratch``)."""
+    """``arguments`` with placeholders and asset paths replaced by tiny files (other placeholders by ``scratch``).
+    A multirun command (``-m``) is composed at its first sweep point (``a,b`` -> ``a``)."""
+    multirun = "-m" in arguments or "--multirun" in arguments
     pairs = [argument.split("=", 1) for argument in arguments if "=" in argument and not argument.startswith("-")]
+    if multirun:
+        pairs = [[key, value.split(",")[0]] for key, value in pairs]
     choices = {key.lstrip("+"): value for key, value in pairs if key.lstrip("+") in COMPONENT_GROUPS}
     result = []
     for key, value in pairs:

@@ -174,7 +174,7 @@ def test_photos_to_texture_prior_to_reconstruction_loop(checkpoint, face_shards,
     assert exported.returncode == 0, exported.stderr[-3000:]
 
     Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
-    tiny = [override for override in TINY_MODEL_OVERRIDES if not override.startswith("model.texture")]
+    tiny = [override for override in TINY_MODEL_OVERRIDES if not override.startswith("texture.")]
     fitted = command("fit.py", f"image={tmp_path / 'astronaut.png'}", "texture=gan", f"texture.path={prior}", *tiny,
                      "ganfit.stages.align.steps=2", "ganfit.stages.full.steps=1", f"output={tmp_path / 'out'}",
                      "progress=false", f"hydra.run.dir={tmp_path / 'h2'}")  # fmt: skip

@@ -119,14 +119,16 @@ def photo_items(
             skip(problem.source, problem.reason)
     for item in resolved.images[part::num_parts]:
         outcome = ImageOutcome(str(item.path))
-        prepared = runner.prepare(item, outcome)
-        if prepared is None:
+        faces = runner.prepare(item, outcome)  # every face of the photo (FitOptions.faces)
+        if not faces:
             skip(outcome.source, outcome.error or "unusable")
             continue
-        face = prepared.face
-        crop = torch.from_numpy(np.array(face.crop)).permute(2, 0, 1).float() / 255.0
-        detail = detail_crops([prepared.photo.image], [face.transform], runner.crop_size, scale)[0]
-        yield FaceItem(item.key, outcome.source, crop, torch.from_numpy(np.array(face.landmarks)).float(), detail)
+        for prepared in faces:
+            face = prepared.face
+            crop = torch.from_numpy(np.array(face.crop)).permute(2, 0, 1).float() / 255.0
+            detail = detail_crops([prepared.photo.image], [face.transform], runner.crop_size, scale)[0]
+            landmarks = torch.from_numpy(np.array(face.landmarks)).float()
+            yield FaceItem(prepared.key, outcome.source, crop, landmarks, detail)
 
 
 def face_shard_items(
