@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import lightning as L
 import torch
 
 BENCHMARKS_FILE = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -61,3 +62,22 @@ def write_section(name: str, body: str, command: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.replace(tmp, BENCHMARKS_FILE)
+
+
+def timing_trainer(device: str, max_steps: int, root: str | Path, callback: L.Callback,
+                   precision: str | int | None = None) -> L.Trainer:  # fmt: skip
+    """A bare Lightning Trainer for timing training steps on ``device`` (``cuda`` or ``cpu``): one device, no
+    logger, checkpoints, progress bar or validation; ``callback`` measures the steps."""
+    return L.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        precision=precision if precision is not None else "32-true",
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=root,
+        callbacks=[callback],
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from common import write_section
+from common import timing_trainer, write_section
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -107,19 +107,7 @@ def train_rate(cfg: DictConfig, settings: Settings, root: Path) -> float:
     module = instantiate(cfg.model, _convert_="all")
     data = instantiate(cfg.data, _convert_="all")
     clock = StepClock(settings.warmup)
-    trainer = L.Trainer(
-        accelerator="gpu" if settings.device == "cuda" else "cpu",
-        devices=1,
-        precision=cfg.trainer.precision,
-        max_steps=settings.warmup + settings.steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=root,
-        callbacks=[clock],
-    )
+    trainer = timing_trainer(settings.device, settings.warmup + settings.steps, root, clock, cfg.trainer.precision)
     trainer.fit(module, datamodule=data)
     return settings.batch * settings.steps / clock.elapsed
 

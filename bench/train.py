@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from common import write_section
+from common import timing_trainer, write_section
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -79,18 +79,7 @@ def measure_phase(cfg: DictConfig, root: Path, device: str, warmup: int, steps: 
     module = instantiate(cfg.model, _convert_="all")
     datamodule = instantiate(cfg.data, _convert_="all")
     timer = StepTimer(warmup)
-    trainer = L.Trainer(
-        accelerator="gpu" if device == "cuda" else "cpu",
-        devices=1,
-        max_steps=warmup + steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=root,
-        callbacks=[timer],
-    )
+    trainer = timing_trainer(device, warmup + steps, root, timer)
     trainer.fit(module, datamodule=datamodule)
     return {
         "batch": cfg.data.batch_size,
