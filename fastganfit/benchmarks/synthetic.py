@@ -39,7 +39,7 @@ from fastganfit.benchmarks.micc_protocols import NOSE_TIP, micc_pair_error
 from fastganfit.benchmarks.report import EvaluationReport
 from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings
 from fastganfit.evaluation.closest_point import TriangleMesh
-from fastganfit.fitting.optimise import refine, regress
+from fastganfit.fitting.optimise import mean_face_start, refine, regress
 from fastganfit.fitting.settings import FitSettings
 from fastganfit.params import FaceParams
 from fastganfit.regression.checkpoint import load_fast_ganfit
@@ -80,7 +80,7 @@ def reconstruction_methods(module: FastGANFitModule, refine_settings: FitSetting
     """The methods compared, name -> ``(crops [B, 3, S, S], landmarks [B, 68, 2]) -> FaceParams`` (batch B)."""
 
     def mean_face(crops: torch.Tensor, landmarks: torch.Tensor) -> FaceParams:
-        return module.graph.mean_face_params(module.graph.target(crops, landmarks))
+        return mean_face_start(module.graph, crops, landmarks)
 
     def regression(crops: torch.Tensor, landmarks: torch.Tensor) -> FaceParams:
         return regress(module, crops, landmarks)

@@ -169,12 +169,6 @@ class FaceReconstructionGraph(nn.Module):
             landmarks, self.mean_landmarks, camera, self.renderer.camera, self.render_size
         ).detach()
 
-    def mean_face_params(self, target: FitTarget) -> FaceParams:
-        """All-zero FaceParams (batch B) except the camera ``[B, 7]``: the landmark camera of ``target``."""
-        image = target.image
-        start = FaceParams.zeros(self.sizes, image.shape[0], device=image.device, dtype=image.dtype)
-        return FaceParams(**{**start.as_dict(), "camera": self.landmark_camera(target.landmarks).detach()})
-
     def render(self, params: FaceParams, target: FitTarget) -> Reconstruction:
         """Render ``params`` (batch B) over the target images; differentiable in ``params``. The morphable model and
         the renderer run in float32 under autocast; the texture model in the autocast precision."""
