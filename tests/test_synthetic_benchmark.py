@@ -44,8 +44,10 @@ def test_benchmark_scores_each_method_like_the_micc_protocol(checkpoint: Path) -
     report = benchmark.run()
     assert [row[0] for row in report.rows] == ["mean face", "regression", "regression + GANFit++"]
     assert all(row[4] == 2 for row in report.rows)
-    # the untrained regressor's heads are zero: it predicts the mean face exactly
-    assert report.details["regression"]["errors_mm"] == report.details["mean face"]["errors_mm"]
+    # the untrained regressor predicts the landmark prior's shape (its other heads are zero): closer than the mean face
+    regression_errors = report.details["regression"]["errors_mm"]
+    mean_face_errors = report.details["mean face"]["errors_mm"]
+    assert all(ours < mean for ours, mean in zip(regression_errors, mean_face_errors, strict=True))
     assert report.details["regression + GANFit++"]["errors_mm"] != report.details["mean face"]["errors_mm"]
     # colour: face 0 under white light, face 1 under coloured light; the mean face has the mean texture and white
     # light, so its light chroma error is small for face 0 and is the tint's size (15-30 %) for face 1

@@ -40,7 +40,7 @@ def save_checkpoint(path: Path, model_config: Mapping[str, Any], regressor_weigh
 
 def write_tiny_checkpoint(path: Path, experiment: str = "fast_align") -> FastGANFitModule:
     """Build ``experiment``'s module at test size (64 px crops and renders), save it to ``path`` (untrained
-    regressor: it predicts the mean face, camera from the landmarks) and return it."""
+    regressor: the landmark prior's shape and expression, mean texture, camera from the landmarks) and return it."""
     config = tiny_model_config(experiment)
     module = instantiate(config, _convert_="all")
     save_checkpoint(path, config, module.regressor.state_dict())

@@ -15,6 +15,7 @@ from fastganfit.perception.landmarks import NUM_LANDMARKS
 from fastganfit.reconstruction.graph import FaceReconstructionGraph
 from fastganfit.reconstruction.landmark_camera import landmark_feature_count
 from fastganfit.reconstruction.losses import GANFitLoss
+from fastganfit.regression.landmark_prior import LandmarkPriorSettings, fit_landmark_prior
 from fastganfit.regression.module import FastGANFitModule
 from fastganfit.regression.regressor import Regressor
 from fastganfit.render.face_renderer import FaceRenderer
@@ -38,6 +39,7 @@ def build_fast_ganfit(
     heatmaps: HeatmapSource,
     regressor: Mapping[str, Any],
     loss: GANFitLoss,
+    fit_prior: bool = True,
     **module_kwargs: Any,
 ) -> FastGANFitModule:
     """A :class:`FastGANFitModule` over the components' :class:`FaceReconstructionGraph`, with a
@@ -48,8 +50,12 @@ def build_fast_ganfit(
     ``sizes``, ``identity_channels``, ``heatmap_channels`` and ``landmark_features`` (read from the model, texture
     model, camera, lighting and identity network), plus ``landmark_input`` (bool, default false): feed the
     regressor the landmarks' offsets from the mean face under the landmark camera
-    (:meth:`FastGANFitModule.landmark_features`). ``module_kwargs`` go to :class:`FastGANFitModule` (phase,
-    optimiser, ...).
+    (:meth:`FastGANFitModule.landmark_features`), and ``landmark_prior`` (``None``, or
+    :class:`LandmarkPriorSettings` keyword arguments): add landmark heads (needs ``landmark_input``) that start
+    from the least-squares landmarks -> shape and expression map of the model's prior
+    (:mod:`fastganfit.regression.landmark_prior`). That map is fitted here when ``fit_prior`` is true and there
+    is no ``init_checkpoint`` (whose weights replace it; ``fit_prior=False`` when a checkpoint's weights will).
+    ``module_kwargs`` go to :class:`FastGANFitModule` (phase, optimiser, ...).
     """
     graph = FaceReconstructionGraph.from_components(model, texture, renderer, identity, heatmaps)
     reserved = sorted({"sizes", "identity_channels", "heatmap_channels", "landmark_features"} & set(regressor))
@@ -57,12 +63,19 @@ def build_fast_ganfit(
         raise ValueError(f"build_fast_ganfit: regressor settings {reserved} are read from the components; remove them")
     settings = dict(regressor)
     landmark_input = bool(settings.pop("landmark_input", False))
+    prior = settings.pop("landmark_prior", None)
+    if prior is not None and not landmark_input:
+        raise ValueError("build_fast_ganfit: regressor.landmark_prior needs regressor.landmark_input: true")
+    prior_settings = None if prior is None else LandmarkPriorSettings(**prior)
     camera_params = graph.renderer.camera.num_params
     network = Regressor(
         graph.sizes,
         identity_channels=identity_activation_channels(identity),
         heatmap_channels=NUM_LANDMARKS,
         landmark_features=landmark_feature_count(NUM_LANDMARKS, camera_params) if landmark_input else 0,
+        landmark_heads=prior_settings is not None,
         **settings,
     )
+    if prior_settings is not None and fit_prior and module_kwargs.get("init_checkpoint") is None:
+        network.set_landmark_map(**vars(fit_landmark_prior(graph, prior_settings)))
     return FastGANFitModule(graph, network, loss, **module_kwargs)

@@ -52,9 +52,10 @@ def renamed_targets(config: Any) -> Any:
 
 def build_fast_ganfit_module(model_config: Mapping[str, Any], device: torch.device | str = "cpu") -> FastGANFitModule:
     """Instantiate a FastGANFitModule from a resolved model config (``_target_`` keys), without loading any
-    ``init_checkpoint``, on ``device``, in eval mode. Raises ``ValueError`` when the config builds something else."""
+    ``init_checkpoint`` or fitting a landmark prior (the weights come next), on ``device``, in eval mode. Raises
+    ``ValueError`` when the config builds something else."""
     try:
-        module = instantiate(dict(model_config), init_checkpoint=None, _convert_="all")
+        module = instantiate(dict(model_config), init_checkpoint=None, fit_prior=False, _convert_="all")
     except InstantiationException as error:
         raise ValueError(f"the model config could not be built: {error}") from error
     if not isinstance(module, FastGANFitModule):

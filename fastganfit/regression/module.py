@@ -125,8 +125,9 @@ class FastGANFitModule(L.LightningModule):
         self.loss = loss
         if init_checkpoint is not None:
             self.regressor.load_state_dict(load_regressor_weights(init_checkpoint))
-        for name, head in self.regressor.heads.items():
-            head.requires_grad_(name in heads)
+        for group in (self.regressor.heads, self.regressor.landmark_heads):
+            for name, head in group.items():
+                head.requires_grad_(name in heads)
         if compile:
             self.regressor.compile(backend="inductor" if compile is True else compile)
         self._last_step_time: float | None = None

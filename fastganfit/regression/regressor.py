@@ -9,6 +9,8 @@ Two branches and an optional landmark feature vector, fused by an MLP, and one l
     concat -> Linear(hidden) -> ReLU -> Linear(feature_dim) -> ReLU -> head_g (Linear) * scale_g -> group g
     face colour [B, 6] (optional, colour_input: skin colour's mean and spread) -> colour_head_g (Linear) * scale_g,
                                                                    added to groups texture and light
+    landmark features, standardised (optional, landmark_heads)      -> landmark_head_g (Linear) * scale_g,
+                                                                   added to groups shape and expression
 
 Heads start at exactly zero (weights and biases), so an untrained regressor outputs all-zero FaceParams: the
 mean face (FastGANFitModule poses it with the landmark camera, the camera head predicting a residual).
@@ -18,6 +20,10 @@ landmark features carry no colour at all, so without it the texture and light he
 skin's colour and predict nearly the same texture for everyone (docs/regressor_and_losses.md has the measurement).
 The colour heads are linear (skin tone and light colour are close to linear in the face's mean colour) and start
 at zero, like the others.
+
+Why landmark heads: shape and expression are close to linear in the landmark features, and that linear map is
+known before training (:mod:`fastganfit.regression.landmark_prior` fits it on the face model's prior;
+:meth:`Regressor.set_landmark_map` loads it). Through the fusion MLP Adam would have to rediscover it from zero.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ SKIN_POINTS: tuple[tuple[int, int, float], ...] = (
     (2, 31, 0.5), (3, 31, 0.5), (4, 48, 0.5), (14, 35, 0.5), (13, 35, 0.5), (12, 54, 0.5),
     (1, 39, 0.4), (15, 42, 0.4), (28, 29, 0.5), (29, 30, 0.5), (8, 57, 0.5), (7, 58, 0.5), (9, 56, 0.5),
 )
+#: Groups with a landmark head (``landmark_heads``).
+LANDMARK_GROUPS = ("shape", "expression")
 #: Width of :func:`face_colour_features`.
 COLOUR_FEATURES = 6
 #: Groups with a colour head (``colour_input``).
@@ -163,12 +171,13 @@ class Regressor(nn.Module):
     ``"groupnorm1"`` (per sample: the same in training and evaluation at any batch size), or ``None`` for the
     model's own (batch norm for ResNets). ``landmark_features``: width of an optional landmark feature vector
     fed to the fusion MLP next to the branches (0: none; see
-    :func:`fastganfit.reconstruction.landmark_camera.landmark_residual_features`). ``colour_input``: add linear
-    colour heads from the face's colour (:func:`face_colour_features`, ``[B, 6]``) to the texture and light heads.
-    At least one of the first three inputs is needed. ``hidden`` and ``feature_dim``: widths of the fusion MLP's
-    two layers. ``output_scales``: an optional multiplier per group, one number for the whole group or one per
-    coordinate (e.g. ``{"expression": 0.2, "camera": [0.05, 0.05, 0.05, 0.5, 0.5, 0.5, 0.05]}``), default 1; see
-    :func:`group_scales`.
+    :func:`fastganfit.reconstruction.landmark_camera.landmark_residual_features`). ``landmark_heads``: also linear
+    shape and expression heads on the standardised landmark features (zero until :meth:`set_landmark_map`).
+    ``colour_input``: add linear colour heads from the face's colour (:func:`face_colour_features`, ``[B, 6]``) to
+    the texture and light heads. At least one of the first three inputs is needed. ``hidden`` and
+    ``feature_dim``: widths of the fusion MLP's two layers. ``output_scales``: an optional multiplier per group,
+    one number for the whole group or one per coordinate (e.g. ``{"expression": 0.2, "camera": [0.05, 0.05, 0.05,
+    0.5, 0.5, 0.5, 0.05]}``), default 1; see :func:`group_scales`.
     """
 
     def __init__(
@@ -186,6 +195,7 @@ class Regressor(nn.Module):
         hidden: int = 512,
         output_scales: Mapping[str, float | Sequence[float]] | None = None,
         colour_input: bool = False,
+        landmark_heads: bool = False,
     ) -> None:
         super().__init__()
         if not identity_channels and heatmap_backbone is None and not landmark_features:
@@ -213,6 +223,8 @@ class Regressor(nn.Module):
         self.landmark_features = int(landmark_features)
         fused += self.landmark_features
         self.colour_input = bool(colour_input)
+        if landmark_heads and not self.landmark_features:
+            raise ValueError("Regressor: landmark_heads needs landmark features (landmark_input: true)")
         self.fusion = nn.Sequential(
             nn.Linear(fused, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, feature_dim), nn.ReLU(inplace=True)
         )
@@ -221,11 +233,43 @@ class Regressor(nn.Module):
         self.colour_heads = nn.ModuleDict(
             {name: nn.Linear(COLOUR_FEATURES, getattr(sizes, name)) for name in colour_groups}
         )
-        for head in (*self.heads.values(), *self.colour_heads.values()):
+        landmark_groups = LANDMARK_GROUPS if landmark_heads else ()
+        self.landmark_heads = nn.ModuleDict(
+            {name: nn.Linear(self.landmark_features, getattr(sizes, name)) for name in landmark_groups}
+        )
+        if landmark_heads:  # the landmark heads' input standardisation (set_landmark_map; identity until then)
+            self.register_buffer("landmark_mean", torch.zeros(self.landmark_features))
+            self.register_buffer("landmark_std", torch.ones(self.landmark_features))
+        for head in (*self.heads.values(), *self.colour_heads.values(), *self.landmark_heads.values()):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         for name, scale in group_scales(sizes, output_scales).items():
             self.register_buffer(f"{name}_scale", scale, persistent=False)
+
+    @torch.no_grad()
+    def set_landmark_map(self, mean: Tensor, std: Tensor, weight: Tensor, bias: Tensor) -> None:
+        """Make the landmark heads compute ``(features - mean) / std @ weight + bias`` (``mean, std [F]``,
+        ``weight [F, Ks + Ke]``, ``bias [Ks + Ke]``: shape coefficients, then expression), before the other heads'
+        contributions; see :func:`fastganfit.regression.landmark_prior.fit_landmark_prior`."""
+        if not self.landmark_heads:
+            raise ValueError("Regressor.set_landmark_map: this regressor has no landmark heads (landmark_heads=False)")
+        width = sum(getattr(self.sizes, name) for name in LANDMARK_GROUPS)
+        if mean.shape != (self.landmark_features,) or std.shape != mean.shape or weight.shape != (
+            self.landmark_features, width) or bias.shape != (width,):
+            raise ValueError(
+                f"Regressor.set_landmark_map: expected mean, std [{self.landmark_features}], weight "
+                f"[{self.landmark_features}, {width}] and bias [{width}], got {list(mean.shape)}, {list(std.shape)}, "
+                f"{list(weight.shape)}, {list(bias.shape)}"
+            )
+        self.landmark_mean.copy_(mean)
+        self.landmark_std.copy_(std)
+        start = 0
+        for name in LANDMARK_GROUPS:
+            size, scale = getattr(self.sizes, name), self.output_scale(name)
+            head = self.landmark_heads[name]
+            head.weight.copy_(weight[:, start : start + size].T.to(scale) / scale[:, None])
+            head.bias.copy_(bias[start : start + size].to(scale) / scale)
+            start += size
 
     def output_scale(self, name: str) -> Tensor:
         """The multiplier ``[K]`` of group ``name``'s head output."""
@@ -263,6 +307,10 @@ class Regressor(nn.Module):
         ``colour [B, 6]`` (:func:`face_colour_features`; ignored without ``colour_input``)."""
         feature = self.features(activations, heatmaps, landmarks)
         outputs = {name: self.heads[name](feature) for name in GROUPS}
+        if self.landmark_heads:
+            standardised = (landmarks - self.landmark_mean) / self.landmark_std
+            for name, head in self.landmark_heads.items():
+                outputs[name] = outputs[name] + head(standardised)
         if self.colour_input:
             if colour is None or colour.shape != (feature.shape[0], COLOUR_FEATURES):
                 shape = None if colour is None else list(colour.shape)
