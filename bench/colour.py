@@ -72,11 +72,25 @@ def photo_delta_e(ckpt: str, settings: object) -> dict[str, dict[str, float]]:
     return result
 
 
+def kept_rows(labels: list[str]) -> list[str]:
+    """The table rows of runs ``labels`` in BENCHMARKS.md's current colour section (``ValueError`` if one has none)."""
+    text = (Path(__file__).resolve().parent.parent / "BENCHMARKS.md").read_text()
+    section = text.split("<!-- bench:colour -->", 1)[-1].split("<!-- /bench:colour -->", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in labels]
+    missing = sorted(set(labels) - {row.split("|")[1].strip() for row in rows})
+    if missing:
+        raise ValueError(f"--keep {missing}: no rows of these runs in BENCHMARKS.md's colour section")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", nargs="+", action="append", required=True, metavar="LABEL CKPT [OVERRIDE]")
     parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--keep", nargs="*", default=[], metavar="LABEL",
+                        help="keep these runs' rows from BENCHMARKS.md's colour section instead of rerunning them")
     args = parser.parse_args()
+    kept = kept_rows(args.keep)
     torch.set_num_threads(1)
     header = ("| run | method | albedo ΔE (white light) | albedo ΔE (coloured) | light chroma error % (white) | "
               "light chroma % (coloured) | render ΔE (synthetic) | render ΔE astronaut | render ΔE Grace Hopper |")
@@ -100,17 +114,20 @@ def main() -> int:
                 f"{photo['Grace Hopper'][method]:.1f} |"
             )
             print(rows[-1], flush=True)
+    rows[2:2] = kept
     runs = "; ".join(f"{run[0]}: `{run[1]}`" + (f" with `{' '.join(run[2:])}`" if run[2:] else "") for run in args.run)
     body = "\n".join([
         f"{args.n} held-out synthetic faces (benchmark=synthetic, seed 2026; the second half lit by coloured light of",
         "known colour) and the two package photos. ΔE: CIEDE2000 (skimage.color); albedo over the front skin texels of",
         "the UV albedo; render against the input over the rendered face; light chroma error: 100 |c/mean(c) -",
         "c_true/mean(c_true)| of the light's mean colour on a white surface (fastganfit/benchmarks/colour.py).",
-        f"Runs: {runs}.",
+        f"Runs: {runs}." + (f" Rows of {', '.join(args.keep)} kept from this section's previous run (same command)."
+                            if args.keep else ""),
         "",
         *rows,
     ])
     command = "python bench/colour.py " + " ".join("--run " + " ".join(run) for run in args.run) + f" --n {args.n}"
+    command += f" --keep {' '.join(args.keep)}" if args.keep else ""
     write_section("colour", body, command)
     return 0
 

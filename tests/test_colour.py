@@ -19,7 +19,14 @@ from fastganfit.benchmarks.colour import (
     light_colour,
     masked_delta_e,
 )
-from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings, tint_light
+from fastganfit.data.synthetic import (
+    SyntheticFaceSource,
+    SyntheticSettings,
+    sample_generator,
+    sample_params,
+    tint_light,
+)
+from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.params import FaceParams, ParamSizes
 from fastganfit.reconstruction.losses import GANFitLoss, light_chroma_regulariser
 from fastganfit.regression.regressor import (
@@ -154,6 +161,22 @@ def test_light_tint_zero_leaves_the_synthetic_faces_unchanged() -> None:
     chroma = PhongLighting().chroma(torch.from_numpy(tinted["params"]["light"])[None])
     plain_chroma = PhongLighting().chroma(torch.from_numpy(plain["params"]["light"])[None])
     assert chroma.abs().max() > 0.05 > plain_chroma.abs().max()
+
+
+def test_coloured_light_fraction_tints_about_that_share_of_the_faces() -> None:
+    """``coloured_light_fraction``: each face is tinted with that chance, from the tint's own stream (the faces'
+    geometry and texture are the same as without a tint); 1 tints every face, 0 none."""
+    def tinted(fraction: float) -> list[bool]:
+        settings = SyntheticSettings(light_tint=0.3, coloured_light_fraction=fraction)
+        lights = torch.stack([sample_params(ict, 43, sample_generator(3, index), settings)["light"] for index in
+                              range(200)])
+        return (PhongLighting().chroma(lights).abs().amax(1) > 0.05).tolist()
+
+    ict = MorphableModel.ict()
+    assert sum(tinted(1.0)) == 200 and sum(tinted(0.0)) == 0
+    assert 70 <= sum(tinted(0.5)) <= 130
+    with pytest.raises(ValueError, match="coloured_light_fraction must be in"):
+        SyntheticSettings(coloured_light_fraction=1.5)
 
 
 def test_face_colour_features_of_a_plain_face() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from fastganfit.data.datamodule import FaceAugment, FaceDataModule, collate_faces, flip_face
 from fastganfit.data.face_shards import FaceShardWriter, encode_face_sample
+from fastganfit.data.synthetic import synthetic_set_is_current
 from fastganfit.perception.crop_template import crop_template
 from fastganfit.perception.landmarks import IBUG68_MIRROR
 
@@ -93,6 +95,24 @@ def test_synthetic_batches_have_ground_truth(synthetic_module: FaceDataModule) -
     stamp = manifest.stat().st_mtime_ns
     synthetic_module.prepare_data()  # an existing set is not rendered again
     assert manifest.stat().st_mtime_ns == stamp
+
+
+def test_a_set_drawn_with_other_settings_is_rendered_again(tmp_path: Path) -> None:
+    """Changing data.synthetic (n, seed, crop size or drawing settings) re-renders the folder, with a warning,
+    instead of training on the old faces."""
+    arguments = {"n": 2, "seed": 4, "crop_size": S, "progress": False}
+    module = FaceDataModule(tmp_path / "train", batch_size=2, synthetic={"train": arguments})
+    module.prepare_data()
+    manifest = tmp_path / "train" / "manifest.json"
+    assert synthetic_set_is_current(tmp_path / "train", **arguments)
+    tinted = {**arguments, "settings": {"light_tint": 0.3}}
+    assert not synthetic_set_is_current(tmp_path / "train", **tinted)
+    assert not synthetic_set_is_current(tmp_path / "train", **{**arguments, "n": 3})
+    changed = FaceDataModule(tmp_path / "train", batch_size=2, synthetic={"train": tinted})
+    with pytest.warns(UserWarning, match="rendered with other synthetic settings"):
+        changed.prepare_data()
+    assert json.loads(manifest.read_text())["generator"]["light_tint"] == 0.3
+    assert synthetic_set_is_current(tmp_path / "train", **tinted)
 
 
 def test_validation_batches_are_real_and_not_augmented(synthetic_module: FaceDataModule) -> None:

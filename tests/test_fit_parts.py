@@ -134,7 +134,8 @@ def test_fit_configs_compose_into_settings() -> None:
     full = refine_settings.stages[1]
     assert full.steps == 5 and full.loss.weights["identity"] > 0 and full.loss.weights["landmark"] == 10.0
     assert full.learning_rate("shape") == full.lr / 2 and full.learning_rate("texture") == 10 * full.lr
-    assert full.learning_rate("light") == 2 * full.lr and full.loss.weights["light_chroma"] == 3.0
+    assert full.learning_rate("light") == 2 * full.lr and full.loss.weights["light_chroma"] == 1.0
+    assert full.light_colour == "start"  # GANFit++ keeps the regressed light's colour
     assert refine_settings.stages[0].loss.active_terms == ["landmark", "shape", "expression", "texture", "light"]
     assert ganfit.total_steps > refine_settings.total_steps
 

@@ -239,6 +239,23 @@ def loss_inputs(batch: int = 2) -> tuple[FaceParams, dict[str, object]]:
     return params, inputs
 
 
+def test_light_chroma_regulariser_against_a_reference_light() -> None:
+    """With a reference light the prior measures the colour away from the reference's (GANFit++ keeps the regressed
+    light's colour), not from grey; its gradient does not reach the reference."""
+    lighting = PhongLighting()
+    light = torch.zeros(2, 10)
+    light[:, 0:3] = torch.tensor([0.1, -0.05, -0.05])
+    reference = light.clone().requires_grad_(True)
+    assert torch.allclose(light_chroma_regulariser(light, lighting, reference), torch.zeros(2))
+    assert (light_chroma_regulariser(light, lighting) > 0).all()
+    grey = torch.zeros(2, 10, requires_grad=True)
+    value = light_chroma_regulariser(grey, lighting, reference).sum()
+    value.backward()
+    assert value > 0 and grey.grad.abs().sum() > 0 and reference.grad is None
+    with pytest.raises(ValueError, match="reference"):
+        light_chroma_regulariser(light, lighting, light[:, :6])
+
+
 def test_ganfit_loss_is_the_weighted_sum_of_batch_means() -> None:
     weights = {name: 0.5 + index for index, name in enumerate(TERMS)}
     loss = GANFitLoss(**weights)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from fastganfit.data.face_shards import MANIFEST_NAME, face_dataset, face_shard_urls, read_face_manifest
-from fastganfit.data.synthetic import generate_synthetic_faces
+from fastganfit.data.synthetic import generate_synthetic_faces, synthetic_set_is_current
 from fastganfit.perception.landmarks import IBUG68_MIRROR
 
 Urls = str | os.PathLike | Sequence[str | os.PathLike]
@@ -257,15 +258,20 @@ class FaceDataModule(L.LightningDataModule):
         raise TypeError(f"FaceDataModule: augment must be a bool, FaceAugment or mapping, got {type(augment).__name__}")
 
     def prepare_data(self) -> None:
-        """Render the configured synthetic sets whose folders have no manifest yet (rank 0 only)."""
+        """Render the configured synthetic sets whose folders have no finished set drawn with the configured
+        arguments yet (no manifest, or one recording other settings: re-rendered, with a warning; rank 0 only)."""
         for split, kwargs in self.synthetic.items():
             urls = self.train_urls if split == "train" else self.val_urls
             if not isinstance(urls, str | os.PathLike):
                 raise ValueError(
                     f"FaceDataModule: synthetic[{split!r}] needs {split}_urls to be one folder, got {urls!r}"
                 )
-            if not (Path(urls) / MANIFEST_NAME).is_file():
-                generate_synthetic_faces(urls, **{"overwrite": True, **kwargs})
+            if synthetic_set_is_current(urls, **kwargs):
+                continue
+            if (Path(urls) / MANIFEST_NAME).is_file():
+                warnings.warn(f"FaceDataModule: {urls} was rendered with other synthetic settings than "
+                              f"data.synthetic.{split}; rendering it again", stacklevel=2)
+            generate_synthetic_faces(urls, **{"overwrite": True, **kwargs})
 
     def setup(self, stage: str | None = None) -> None:
         """Build the webdataset pipelines (after :meth:`prepare_data`, on every rank)."""

@@ -19,10 +19,11 @@ options in ``conf/synthetic.yaml``; see ``docs/data.md``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class SyntheticSettings:
     texture_resolution: int = 128
     background_noise: float = 0.03  # largest per-pixel noise standard deviation
     light_tint: float = 0.0  # largest coloured-light tint (0: the near-white lights of sample_random_faces)
+    coloured_light_fraction: float = 1.0  # with light_tint: the chance that a face is lit by a tinted light
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -76,6 +78,8 @@ class SyntheticSettings:
                 raise ValueError(f"synthetic setting {item.name} must be a finite non-negative number, got {value!r}")
         if self.texture_resolution < 8 or not isinstance(self.texture_resolution, int):
             raise ValueError(f"texture_resolution must be an integer of at least 8, got {self.texture_resolution!r}")
+        if self.coloured_light_fraction > 1:
+            raise ValueError(f"coloured_light_fraction must be in [0, 1], got {self.coloured_light_fraction!r}")
 
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
@@ -113,7 +117,10 @@ def sample_params(
     texture = torch.randn(texture_dim, generator=generator)
     light = faces.light[0]
     if settings.light_tint > 0:  # from a stream of its own: the same faces as without the tint, in a coloured light
-        light = tint_light(light, settings.light_tint, torch.Generator().manual_seed(generator.initial_seed() + 1))
+        tint_stream = torch.Generator().manual_seed(generator.initial_seed() + 1)
+        fraction = settings.coloured_light_fraction
+        if fraction >= 1 or torch.rand(1, generator=tint_stream) < fraction:
+            light = tint_light(light, settings.light_tint, tint_stream)
     return {
         "shape": faces.shape[0],
         "expression": faces.expression[0],
@@ -311,6 +318,28 @@ class SyntheticFaceSource:
             yield from self.render(indices[start : start + batch_size])
 
 
+def synthetic_set_is_current(
+    folder: str | os.PathLike,
+    n: int,
+    seed: int,
+    crop_size: int = DEFAULT_CROP_SIZE,
+    settings: SyntheticSettings | Mapping[str, Any] | None = None,
+    **_: Any,
+) -> bool:
+    """Whether ``folder`` holds a finished synthetic set drawn as :func:`generate_synthetic_faces` with these
+    arguments would draw it (its ``manifest.json`` records ``n``, ``seed``, ``crop_size`` and the settings); other
+    keyword arguments (``max_per_shard``, ...) do not change the faces and are ignored."""
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        return False
+    manifest = json.loads(path.read_text())
+    settings = SyntheticSettings(**settings) if isinstance(settings, Mapping) else settings or SyntheticSettings()
+    generator = manifest.get("generator", {})
+    expected = {**asdict(settings), "crop_size": crop_size}
+    recorded = {name: generator.get(name, getattr(SyntheticSettings(), name, None)) for name in expected}
+    return manifest.get("samples") == n and manifest.get("seed") == seed and recorded == expected
+
+
 def generate_synthetic_faces(
     output_dir: str | os.PathLike,
     n: int,
@@ -320,15 +349,18 @@ def generate_synthetic_faces(
     batch_size: int = 8,
     prefix: str = "synthetic",
     overwrite: bool = False,
-    settings: SyntheticSettings | None = None,
+    settings: SyntheticSettings | Mapping[str, Any] | None = None,
     model: MorphableModel | None = None,
     progress: bool = True,
 ) -> list[Path]:
     """Render ``n`` synthetic faces of set ``seed`` into face shards and ``manifest.json`` in ``output_dir``.
 
-    Shards and manifest are written atomically (the manifest last). ``model`` defaults to the embedded
-    ICT model. Returns the shard paths.
+    Shards and manifest are written atomically (the manifest last). ``settings``: a :class:`SyntheticSettings` or
+    its keyword arguments (as a config gives them). ``model`` defaults to the embedded ICT model. Returns the
+    shard paths.
     """
+    if isinstance(settings, Mapping):
+        settings = SyntheticSettings(**settings)
     for name, value, low in (("n", n, 1), ("batch_size", batch_size, 1), ("max_per_shard", max_per_shard, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")

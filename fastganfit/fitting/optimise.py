@@ -121,7 +121,8 @@ def refine(
 
     GANFit++ refinement when ``initial_params`` come from :func:`regress`; GANFit when they are zeros (see
     :func:`fit_from_mean_face`). Each stage runs Adam over its groups for its steps, minimising its loss
-    (``settings``). ``subjects [B]`` (long, 0 .. S-1): images of one subject share shape and texture, each
+    (``settings``; its light colour prior pulls towards ``initial_params``' light colour, or grey, as the stage's
+    ``light_colour`` says). ``subjects [B]`` (long, 0 .. S-1): images of one subject share shape and texture, each
     keeps its expression, camera and light. ``progress`` shows a progress bar per stage.
 
     Returns the final parameters (detached) and the objective's history (:class:`ObjectiveRecord` per step,
@@ -148,14 +149,15 @@ def refine(
             leave=False,
         )
         steps: list[dict[str, Tensor]] = []
+        reference = initial_params.light if stage.light_colour == "start" else None
         for _ in bar:
             optimiser.zero_grad(set_to_none=True)
-            total, terms = graph.objective(graph.render(leaves.params(), target), stage.loss)
+            total, terms = graph.objective(graph.render(leaves.params(), target), stage.loss, reference)
             total.backward()
             optimiser.step()
             steps.append({name: value.detach() for name, value in terms.items()})
         with torch.no_grad():
-            _, terms = graph.objective(graph.render(leaves.params(), target), stage.loss)
+            _, terms = graph.objective(graph.render(leaves.params(), target), stage.loss, reference)
         steps.append(terms)
         history.extend(stage_records(stage.name, steps))
     leaves.optimise_only(())

@@ -15,11 +15,16 @@ from typing import Any
 from fastganfit.params import GROUPS
 from fastganfit.reconstruction.losses import GANFitLoss
 
+#: What a stage's light colour prior pulls towards (:attr:`StageSettings.light_colour`).
+LIGHT_COLOURS = ("start", "grey")
+
 
 @dataclass(frozen=True)
 class StageSettings:
     """One optimisation stage: Adam over the parameter ``groups`` for ``steps`` steps at learning rate ``lr``
-    (times ``lr_scales[group]`` for a group, default 1), minimising ``loss``."""
+    (times ``lr_scales[group]`` for a group, default 1), minimising ``loss``. ``light_colour``: what the loss's
+    light colour prior (``light_chroma``) pulls the light's colour towards: ``start``, the colour of the light
+    the fit started from (GANFit++: the regressor's estimate; GANFit from the mean face: grey), or ``grey``."""
 
     name: str
     steps: int
@@ -27,9 +32,13 @@ class StageSettings:
     groups: tuple[str, ...]
     loss: GANFitLoss
     lr_scales: Mapping[str, float] = field(default_factory=dict)
+    light_colour: str = "start"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(self.groups))
+        if self.light_colour not in LIGHT_COLOURS:
+            raise ValueError(f"fit stage {self.name!r}: light_colour must be one of {list(LIGHT_COLOURS)}, got "
+                             f"{self.light_colour!r}")
         object.__setattr__(self, "lr_scales", dict(self.lr_scales))
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"fit stage {self.name!r}: steps must be a non-negative integer, got {self.steps!r}")

@@ -178,8 +178,11 @@ class FaceReconstructionGraph(nn.Module):
         render = self.renderer(vertices, texture, params.camera, params.light, background=target.image)
         return Reconstruction(target, params, vertices, texture, render)
 
-    def objective(self, result: Reconstruction, loss: GANFitLoss) -> tuple[Tensor, dict[str, Tensor]]:
-        """``loss`` of a reconstruction: the total (scalar) and each active term's batch mean."""
+    def objective(
+        self, result: Reconstruction, loss: GANFitLoss, light_reference: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``loss`` of a reconstruction: the total (scalar) and each active term's batch mean. ``light_reference
+        [B, L]``: the light whose colour the light colour prior keeps (``None``: grey)."""
         needs_identity = loss.needs_identity
         render, target = result.render, result.target
         return loss(
@@ -194,4 +197,5 @@ class FaceReconstructionGraph(nn.Module):
             identity_input=target.identity_input if needs_identity else None,
             texture_model=self.texture,
             lighting=self.renderer.lighting,
+            light_reference=light_reference,
         )

@@ -172,9 +172,9 @@ def light_regulariser(light: Tensor) -> Tensor:
     return _mean_square("light_regulariser", light)
 
 
-def light_chroma_regulariser(light: Tensor, lighting: LightingModel) -> Tensor:
-    """``||chroma(l)||^2 / K`` per sample: the light's colour away from grey (``lighting.chroma``, ``[B, K]``) ->
-    ``[B]``.
+def light_chroma_regulariser(light: Tensor, lighting: LightingModel, reference: Tensor | None = None) -> Tensor:
+    """``||chroma(l) - chroma(r)||^2 / K`` per sample: the light's colour away from grey (``lighting.chroma``,
+    ``[B, K]``), or away from the colour of a ``reference`` light ``r [B, L]`` when given -> ``[B]``.
 
     The light regulariser pulls every light parameter towards white ambient light alike; this term adds a
     prior on colour alone: real illumination is close to achromatic (after white balance), so the skin's
@@ -183,7 +183,13 @@ def light_chroma_regulariser(light: Tensor, lighting: LightingModel) -> Tensor:
     """
     if light.ndim != 2:
         raise ValueError(f"light_chroma_regulariser: expected [B, L], got {list(light.shape)}")
-    return _mean_square("light_chroma_regulariser", lighting.chroma(light))
+    chroma = lighting.chroma(light)
+    if reference is not None:
+        if reference.shape != light.shape:
+            raise ValueError(f"light_chroma_regulariser: reference {list(reference.shape)} is not [B, L] = "
+                             f"{list(light.shape)}")
+        chroma = chroma - lighting.chroma(reference.detach().to(light))
+    return _mean_square("light_chroma_regulariser", chroma)
 
 
 def composite_over_input(render: Tensor, mask: Tensor, image: Tensor) -> Tensor:
@@ -262,6 +268,7 @@ class GANFitLoss(nn.Module):
         identity_input: IdentityOutput | None = None,
         texture_model: TextureModel | None = None,
         lighting: LightingModel | None = None,
+        light_reference: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss (scalar) and ``{term: batch mean (detached)}`` for every active term, plus ``total``.
 
@@ -270,7 +277,9 @@ class GANFitLoss(nn.Module):
         ``render [B, 3, H, W]``, ``mask [B, 1, H, W]``, ``image [B, 3, H, W]``: the rendered image, its
         coverage and the input (pixel term). ``identity_render``/``identity_input``: the identity network's
         outputs for the composite (:func:`composite_over_input`) and for the input (identity and content
-        terms). ``texture_model``: for the texture regulariser; ``lighting``: for the light chroma regulariser.
+        terms). ``texture_model``: for the texture regulariser; ``lighting``: for the light chroma regulariser, which
+        pulls the light's colour towards ``light_reference [B, L]``'s when given (GANFit++: the regressed light's),
+        towards grey otherwise.
         Inputs of inactive terms are ignored; a missing input of an active term raises ``ValueError``.
         """
         available: dict[str, object] = {
@@ -307,7 +316,7 @@ class GANFitLoss(nn.Module):
             elif name == "texture":
                 terms[name] = texture_regulariser(params.texture, *need(name, "texture_model"))
             elif name == "light_chroma":
-                terms[name] = light_chroma_regulariser(params.light, *need(name, "lighting"))
+                terms[name] = light_chroma_regulariser(params.light, *need(name, "lighting"), light_reference)
             else:
                 terms[name] = REGULARISERS[name](getattr(params, name))
         total = params.shape.new_zeros(())
