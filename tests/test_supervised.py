@@ -194,6 +194,10 @@ def test_supervision_is_on_in_the_demo_stages_and_off_in_the_paper_recipe() -> N
         paper = {name: compose("train", overrides=[f"experiment={name}"]) for name in ("fast_align", "fast_full")}
     for name, stage in stage_configs(demo):
         supervised = instantiate(stage.model.loss).supervised
-        assert supervised.active_terms == ["vertex"] and supervised.similarity, name
+        # align: the vertex term; full: also the true texture latent and light (the demo's colour supervision)
+        expected = ["vertex"] if name == "align" else ["vertex", "params"]
+        assert supervised.active_terms == expected and supervised.similarity, name
+        if name == "full":
+            assert supervised.groups == ("texture", "light")
     for name, config in paper.items():
         assert instantiate(config.model.loss).supervised.active_terms == [], name
