@@ -19,7 +19,6 @@ options in ``conf/synthetic.yaml``; see ``docs/data.md``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from fastganfit.data.face_shards import FaceShardWriter
+from fastganfit.data.face_shards import MANIFEST_NAME, FaceShardWriter, read_face_manifest
 from fastganfit.data.random_faces import sample_random_faces
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.io.images import image_to_uint8
@@ -108,12 +107,7 @@ def sample_params(
         max_pitch_degrees=settings.max_pitch_degrees,
         max_roll_degrees=settings.max_roll_degrees,
     )
-    camera = faces.camera[0].clone()
-    jitter = torch.rand(4, generator=generator) * 2 - 1
-    camera[TX] = jitter[0] * settings.max_shift_mm / translation_scale
-    camera[TY] = jitter[1] * settings.max_shift_mm / translation_scale
-    camera[TZ] = jitter[2] * settings.max_depth_mm / translation_scale
-    camera[LOG_FOCAL] = jitter[3] * settings.max_log_focal
+    camera = framing_jitter(faces.camera, settings, generator, translation_scale)[0]
     texture = torch.randn(texture_dim, generator=generator)
     light = faces.light[0]
     if settings.light_tint > 0:  # from a stream of its own: the same faces as without the tint, in a coloured light
@@ -128,6 +122,21 @@ def sample_params(
         "camera": camera,
         "light": light,
     }
+
+
+def framing_jitter(
+    camera: torch.Tensor, settings: SyntheticSettings, generator: torch.Generator, translation_scale: float = 10.0
+) -> torch.Tensor:
+    """``camera [B, 7]`` with the framing of real crops drawn uniformly: a sideways / vertical shift up to
+    ``max_shift_mm``, a depth change up to ``max_depth_mm`` and a scale up to ``max_log_focal`` (one ``[B, 4]``
+    draw from ``generator``). ``translation_scale``: the camera's mm per translation unit."""
+    jitter = torch.rand(camera.shape[0], 4, generator=generator) * 2 - 1
+    framed = camera.clone()
+    framed[:, TX] = jitter[:, 0] * settings.max_shift_mm / translation_scale
+    framed[:, TY] = jitter[:, 1] * settings.max_shift_mm / translation_scale
+    framed[:, TZ] = jitter[:, 2] * settings.max_depth_mm / translation_scale
+    framed[:, LOG_FOCAL] = jitter[:, 3] * settings.max_log_focal
+    return framed
 
 
 def tint_light(light: torch.Tensor, max_tint: float, generator: torch.Generator) -> torch.Tensor:
@@ -329,10 +338,9 @@ def synthetic_set_is_current(
     """Whether ``folder`` holds a finished synthetic set drawn as :func:`generate_synthetic_faces` with these
     arguments would draw it (its ``manifest.json`` records ``n``, ``seed``, ``crop_size`` and the settings); other
     keyword arguments (``max_per_shard``, ...) do not change the faces and are ignored."""
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
+    if not (Path(folder) / MANIFEST_NAME).is_file():
         return False
-    manifest = json.loads(path.read_text())
+    manifest = read_face_manifest(folder)
     settings = SyntheticSettings(**settings) if isinstance(settings, Mapping) else settings or SyntheticSettings()
     generator = manifest.get("generator", {})
     expected = {**asdict(settings), "crop_size": crop_size}

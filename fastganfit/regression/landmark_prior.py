@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from fastganfit.data.random_faces import sample_random_faces
+from fastganfit.data.synthetic import SyntheticSettings, framing_jitter
 from fastganfit.reconstruction.graph import FaceReconstructionGraph
-from fastganfit.render.camera import LOG_FOCAL, TX, TY, TZ
 
 CHUNK = 512  # faces projected at a time (a BFM chunk's vertices are about 330 MB)
 
@@ -31,20 +31,18 @@ CHUNK = 512  # faces projected at a time (a BFM chunk's vertices are about 330 M
 class LandmarkPriorSettings:
     """How the prior's faces are drawn. ``samples``: faces; ``noise``: landmark noise, a fraction of the face size
     (the landmarks' bounding-box diagonal; detectors on photos are off by about 1 %); ``ridge``: the least-squares
-    ridge on standardised features; ``max_shift_mm`` / ``max_depth_mm`` / ``max_log_focal``: the framing jitter."""
+    ridge on standardised features. Pose, expression and framing are drawn as the synthetic faces' are
+    (:class:`~fastganfit.data.synthetic.SyntheticSettings` defaults)."""
 
     samples: int = 4096
     seed: int = 0
     noise: float = 0.005
     ridge: float = 1.0
-    max_shift_mm: float = 8.0
-    max_depth_mm: float = 30.0
-    max_log_focal: float = 0.05
 
     def __post_init__(self) -> None:
         if self.samples < 16:
             raise ValueError(f"landmark prior: samples must be at least 16, got {self.samples}")
-        for name in ("noise", "ridge", "max_shift_mm", "max_depth_mm", "max_log_focal"):
+        for name in ("noise", "ridge"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"landmark prior: {name} must be non-negative, got {getattr(self, name)}")
 
@@ -76,12 +74,7 @@ def prior_landmark_samples(
     for start in range(0, settings.samples, CHUNK):
         count = min(CHUNK, settings.samples - start)
         faces = sample_random_faces(model, count, generator)
-        params = faces.camera.clone()
-        jitter = torch.rand(count, 4, generator=generator) * 2 - 1
-        params[:, TX] = jitter[:, 0] * settings.max_shift_mm / camera.translation_scale
-        params[:, TY] = jitter[:, 1] * settings.max_shift_mm / camera.translation_scale
-        params[:, TZ] = jitter[:, 2] * settings.max_depth_mm / camera.translation_scale
-        params[:, LOG_FOCAL] = jitter[:, 3] * settings.max_log_focal
+        params = framing_jitter(faces.camera, SyntheticSettings(), generator, camera.translation_scale)
         noise = torch.randn(count, graph.mean_landmarks.shape[0], 2, generator=generator)
         device = graph.device
         shape, expression = faces.shape.to(device), faces.expression.to(device)
