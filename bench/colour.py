@@ -31,7 +31,7 @@ from fastganfit.fitting.optimise import refine, regress
 from fastganfit.perception.landmarks import DlibLandmarker
 from fastganfit.regression.checkpoint import load_fast_ganfit
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parent.parent / "fastganfit" / "conf"
 
 
 def refine_settings(overrides: list[str]) -> object:

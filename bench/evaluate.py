@@ -2,7 +2,7 @@
 
 Run from the repository root with one thread: ``OMP_NUM_THREADS=1 .venv/bin/python bench/evaluate.py``.
 Writes the ``evaluate`` section of BENCHMARKS.md. Meshes are procedural sphere heads of realistic size
-(see fastganfit.evaluation.procedural_meshes): a 49k-triangle scan, a 20k-triangle template.
+(see fastganfit.geometry.procedural_meshes): a 49k-triangle scan, a 20k-triangle template.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from common import time_call, write_section
 
 from fastganfit.benchmarks.micc import register_scan
 from fastganfit.benchmarks.micc_protocols import FaceMesh, micc_pair_error
-from fastganfit.evaluation.nicp import vertex_normals
-from fastganfit.evaluation.procedural_meshes import quadrupole_offset, random_similarity, sphere_head
+from fastganfit.geometry.nicp import vertex_normals
+from fastganfit.geometry.procedural_meshes import quadrupole_offset, random_similarity, sphere_head
 
 
 def cpu_seconds(fn: Callable[[], object], repeats: int) -> float:

@@ -29,7 +29,7 @@ from fastganfit.fitting.settings import FitSettings
 from fastganfit.perception.landmarks import DlibLandmarker
 from fastganfit.regression.checkpoint import build_fast_ganfit_module
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parent.parent / "fastganfit" / "conf"
 
 
 def configs() -> tuple[dict, FitSettings]:

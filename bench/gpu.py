@@ -28,7 +28,7 @@ from fastganfit.data.synthetic import generate_synthetic_faces
 from fastganfit.fitting.optimise import refine, regress
 from fastganfit.params import FaceParams
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parent.parent / "fastganfit" / "conf"
 #: Throughput targets on one H100/H200-class GPU (benchmark rows, not tests).
 TARGETS = {
     "train fast_full, 224 px renders": ">= 400 images/s",

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from fastganfit.data.synthetic import generate_synthetic_faces
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parent.parent / "fastganfit" / "conf"
 PHASES = ("fast_align", "fast_full")
 
 

@@ -40,7 +40,7 @@ from fastganfit.reconstruction.vertex_error import similarity_align
 from fastganfit.regression.checkpoint import build_fast_ganfit_module, load_fast_ganfit
 from fastganfit.render.vertex_colours import render_vertex_colours
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf"
 REGULARISERS = {"shape": 0.003, "expression": 0.003}
 #: Loss weights of each setting: each term alone (with the weak shape and expression priors), and GANFit's
 #: combination as conf/loss/fast_full.yaml sets it.

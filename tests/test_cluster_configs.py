@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 REPO = Path(__file__).resolve().parent.parent
-CONF = str(REPO / "conf")
+CONF = str(REPO / "fastganfit" / "conf")
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from fastganfit.regression.checkpoint import with_values
 from fastganfit.regression.module import FastGANFitModule
 
 REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "conf"
+CONF = REPO / "fastganfit" / "conf"
 #: conf/ folders that are config groups.
 GROUPS = sorted(path.name for path in CONF.iterdir() if path.is_dir())
 #: The model's component groups, as conf/components/default.yaml lists them.

@@ -302,7 +302,7 @@ def test_configs_instantiate(tmp_path: Path) -> None:
     from hydra.utils import instantiate
 
     write_real(tmp_path, 4)
-    conf = Path(__file__).resolve().parents[1] / "conf"
+    conf = Path(__file__).resolve().parents[1] / "fastganfit" / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         shards = compose(
             "train",

@@ -84,7 +84,7 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path: Path, monkeypatc
 
 
 def test_ddp_cpu_trainer_config() -> None:
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=fast_align", "trainer=ddp_cpu"])
     trainer = cfg.trainer
     assert trainer.accelerator == "cpu" and trainer.devices == 2 and trainer.sync_batchnorm is False

@@ -92,12 +92,12 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> AssetFiles:
 def test_documented_command_composes(where: str, script: str, arguments: list[str], assets: AssetFiles,
                                      tmp_path: Path) -> None:  # fmt: skip
     overrides = concrete(arguments, assets, tmp_path)
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
         cfg = compose(script, overrides=overrides)
     choices, _ = component_overrides(overrides)
     if script in ("fit", "evaluate") and cfg.get("ckpt"):  # as with a checkpoint trained with these components
         components = [o for o in overrides if o.split("=")[0].split(".")[0].lstrip("+") in COMPONENT_GROUPS]
-        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
             trained = compose("train", overrides=["experiment=fast_align", *components])
         checkpoint_values(cfg, overrides, OmegaConf.to_container(trained.model, resolve=True), cfg.ckpt)
     for choice in choices:  # a licensed component the command picks builds from its (tiny) files

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import trimesh
 
-from fastganfit.evaluation.alignment import SimilarityTransform, rigid_alignment, similarity_alignment, umeyama
-from fastganfit.evaluation.closest_point import TriangleMesh, brute_force_closest_points, closest_points_on_triangles
-from fastganfit.evaluation.icp import icp_points_to_surface, icp_surface_to_points
-from fastganfit.evaluation.nicp import vertex_normals
-from fastganfit.evaluation.procedural_meshes import icosphere, random_similarity
+from fastganfit.geometry.alignment import SimilarityTransform, rigid_alignment, similarity_alignment, umeyama
+from fastganfit.geometry.closest_point import TriangleMesh, brute_force_closest_points, closest_points_on_triangles
+from fastganfit.geometry.icp import icp_points_to_surface, icp_surface_to_points
+from fastganfit.geometry.nicp import vertex_normals
+from fastganfit.geometry.procedural_meshes import icosphere, random_similarity
 
 
 def ellipsoid(subdivisions: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import trimesh
 
 from fastganfit.benchmarks.landmarks_io import landmark_points, read_ljson, read_picked_points, read_vertex_indices
 from fastganfit.benchmarks.mesh_files import read_mesh
-from fastganfit.evaluation.crop import submesh
+from fastganfit.geometry.mesh_crop import submesh
 from fastganfit.io.mesh_export import write_obj
 
 EXAMPLE_LJSON = Path(__file__).resolve().parents[2] / "shared" / "docs" / "micc-landmarks-example.ljson"

@@ -11,12 +11,12 @@ import pytest
 from fastganfit.benchmarks.micc import MiccBenchmark, micc_pair_error
 from fastganfit.benchmarks.micc_protocols import FaceMesh
 from fastganfit.benchmarks.report import write_report
-from fastganfit.evaluation.alignment import norm_ratio_similarity, similarity_alignment
-from fastganfit.evaluation.closest_point import TriangleMesh
-from fastganfit.evaluation.crop import sphere_crop_mask, submesh
-from fastganfit.evaluation.icp import icp_from_correspondences
-from fastganfit.evaluation.nicp import nonrigid_icp
-from fastganfit.evaluation.procedural_meshes import (
+from fastganfit.geometry.alignment import norm_ratio_similarity, similarity_alignment
+from fastganfit.geometry.closest_point import TriangleMesh
+from fastganfit.geometry.icp import icp_from_correspondences
+from fastganfit.geometry.mesh_crop import sphere_crop_mask, submesh
+from fastganfit.geometry.nicp import nonrigid_icp
+from fastganfit.geometry.procedural_meshes import (
     icosphere,
     offset_radially,
     quadrupole_offset,

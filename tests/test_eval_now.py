@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastganfit.benchmarks.now import IBUG68_TO_NOW, NowBenchmark, now_distances
-from fastganfit.evaluation.procedural_meshes import offset_radially, quadrupole_offset, random_similarity, sphere_head
+from fastganfit.geometry.procedural_meshes import offset_radially, quadrupole_offset, random_similarity, sphere_head
 from fastganfit.io.mesh_export import write_obj
 
 HEAD = sphere_head(radius=80.0, subdivisions=4)

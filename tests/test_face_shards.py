@@ -23,7 +23,7 @@ from fastganfit.data.face_shards import (
     read_face_manifest,
     save_face_preview,
 )
-from fastganfit.io.overlays import draw_landmarks
+from fastganfit.io.landmark_overlays import draw_landmarks
 
 S = 32
 

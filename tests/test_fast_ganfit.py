@@ -325,7 +325,7 @@ def test_overfitting_four_faces_cuts_vertex_error(components, shards, tmp_path) 
     """The alignment phase with the shipped regressor settings (output scales, landmark input; the landmark
     camera is on by default) learns fast: 30 steps on 4 synthetic faces (train = val, lr 3e-3) cut the plain
     model-frame vertex error by >= 30 % (about 40 %; before these settings it rose by about 30 %)."""
-    shipped = OmegaConf.load(REPO / "conf" / "model" / "fast_ganfit.yaml").regressor
+    shipped = OmegaConf.load(REPO / "fastganfit" / "conf" / "model" / "fast_ganfit.yaml").regressor
     settings = {
         "output_scales": OmegaConf.to_container(shipped.output_scales),
         "landmark_input": shipped.landmark_input,
@@ -432,7 +432,7 @@ def test_train_py_align_then_resume_then_full(shards, tmp_path) -> None:
 
 
 def test_experiment_configs() -> None:
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
         align = compose("train", overrides=["experiment=fast_align"])
         full = compose("train", overrides=["experiment=fast_full"])
     assert align.model.phase == "align" and align.model.init_checkpoint is None
@@ -445,7 +445,7 @@ def test_experiment_configs() -> None:
 
 def test_demo_experiment_stages() -> None:
     """experiment=demo: alignment, then the full objective, on its own small synthetic sets (never run here)."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
         demo = compose("train", overrides=["experiment=demo", "run_dir=/tmp/demo_run"])
     assert list(demo.stages) == ["align", "full"]
     data = demo.data

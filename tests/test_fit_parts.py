@@ -20,7 +20,7 @@ from fastganfit.fitting import outputs as outputs_module
 from fastganfit.fitting.index_page import VIEWER_SCRIPT, IndexEntry, IndexPage, quantise_vertices, render_index
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, glb_bytes, write_face_outputs
-from fastganfit.fitting.overlay import paste_render
+from fastganfit.fitting.paste_render import paste_render
 from fastganfit.fitting.photos import load_photo
 from fastganfit.fitting.pipeline import FitOptions, subject_batches, subject_of
 from fastganfit.fitting.settings import FitSettings, StageSettings
@@ -127,7 +127,8 @@ def test_fit_configs_compose_into_settings() -> None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
+    conf = Path(__file__).resolve().parent.parent / "fastganfit" / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("fit", overrides=["image=x.png", "refinement.stages.full.steps=5"])
     refine_settings, ganfit = instantiate(cfg.refinement), instantiate(cfg.ganfit)
     assert [stage.name for stage in refine_settings.stages] == ["align", "full"]

@@ -14,7 +14,7 @@ from fastganfit.perception.dlib_resnet import DlibResNet
 from fastganfit.perception.face_chip import ArcFaceChipAligner, DlibChipAligner
 from fastganfit.perception.identity import IdentityNet, IdentityOutput, dlib_identity
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf" / "identity"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "fastganfit" / "conf" / "identity"
 
 
 @pytest.fixture(scope="module")

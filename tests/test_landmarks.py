@@ -56,7 +56,7 @@ from fastganfit.perception.landmarks import (
     load_fan,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf"
 RIGHT_EYE, LEFT_EYE, MOUTH = (
     slice(36, 42),
     slice(42, 48),

@@ -34,7 +34,7 @@ from fastganfit.facemodel.loaders import (
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.io.mesh_export import write_obj
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "facemodel"
+CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf" / "facemodel"
 
 
 def vertices_of(model: MorphableModel, shape: np.ndarray, expression: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from fastganfit.reconstruction.losses import (
 from fastganfit.render.lighting import PhongLighting
 from fastganfit.texture.pca import PCATexture
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
+CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf" / "loss"
 
 
 def tiny_texture(latent_dim: int) -> PCATexture:

@@ -16,7 +16,7 @@ from fastganfit.reconstruction.supervised import SupervisedLoss
 from fastganfit.training.stages import stage_configs
 
 S = 32
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf"
 
 
 def write_photos(folder: Path, count: int) -> Path:

@@ -13,7 +13,7 @@ from omegaconf import MissingMandatoryValue, OmegaConf
 
 from fastganfit.texture.pca import PCATexture, TextureFormatError
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "texture"
+CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf" / "texture"
 R, K = 4, 3
 VARIANCES = np.array([4.0, 1.0, 0.25], np.float32)
 

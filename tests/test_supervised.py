@@ -26,7 +26,7 @@ from fastganfit.render.face_renderer import FaceRenderer
 from fastganfit.texture.procedural import ProceduralTexture
 from fastganfit.training.stages import stage_configs
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
+CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf" / "loss"
 SIZES = ParamSizes(shape=4, expression=3, texture=2, camera=7, light=1)
 
 

@@ -274,7 +274,7 @@ def test_evaluate_py_rejects_a_logger_other_than_wandb(tmp_path: Path) -> None:
 
 
 def compose_train(*overrides: str, hydra_config: bool = False) -> DictConfig:
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
         return compose("train", overrides=list(overrides), return_hydra_config=hydra_config)
 
 
@@ -358,7 +358,7 @@ def test_docs_tracking_commands_compose() -> None:
         if command[1] not in scripts or any(word.startswith("hydra/launcher=") for word in command):
             continue
         overrides = [word for word in command[2:] if word != "-m"]
-        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
             cfg = compose(scripts[command[1]], overrides=overrides)
         assert cfg.logger._target_ == "fastganfit.training.loggers.RunLogger", command
         composed += 1

@@ -26,7 +26,7 @@ TINY_MODEL_OVERRIDES = [
 
 def tiny_model_config(experiment: str = "fast_align", overrides: Sequence[str] = TINY_MODEL_OVERRIDES) -> dict:
     """The resolved model config of ``experiment`` at test size, as train.py stores it in its checkpoints."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}", "model.init_checkpoint=null", *overrides])
     return OmegaConf.to_container(cfg.model, resolve=True)
 

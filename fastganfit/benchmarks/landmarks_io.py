@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastganfit.evaluation.alignment import check_points
+from fastganfit.geometry.alignment import check_points
 
 LANDMARK_SUFFIXES = (".ljson", ".pp", ".txt", ".npy", ".npz")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastganfit.evaluation.alignment import check_points
-from fastganfit.evaluation.closest_point import check_faces
+from fastganfit.geometry.alignment import check_points
+from fastganfit.geometry.closest_point import check_faces
 from fastganfit.io.mesh_export import read_obj, read_ply
 
 MESH_SUFFIXES = (".obj", ".ply", ".npz")

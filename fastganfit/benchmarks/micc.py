@@ -40,9 +40,9 @@ from fastganfit.benchmarks.micc_protocols import (
 )
 from fastganfit.benchmarks.paths import require_dir
 from fastganfit.benchmarks.report import EvaluationReport
-from fastganfit.evaluation.alignment import SimilarityTransform, check_points, norm_ratio_similarity
-from fastganfit.evaluation.closest_point import check_faces
-from fastganfit.evaluation.nicp import nonrigid_icp
+from fastganfit.geometry.alignment import SimilarityTransform, check_points, norm_ratio_similarity
+from fastganfit.geometry.closest_point import check_faces
+from fastganfit.geometry.nicp import nonrigid_icp
 from fastganfit.io.atomic import atomic_write
 
 __all__ = ["NOSE_TIP", "FaceMesh", "MiccBenchmark", "PairError", "micc_pair_error", "register_scan"]

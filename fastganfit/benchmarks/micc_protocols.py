@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastganfit.evaluation.alignment import SimilarityTransform, check_points, similarity_alignment
-from fastganfit.evaluation.closest_point import TriangleMesh, check_faces
-from fastganfit.evaluation.crop import sphere_crop_mask
-from fastganfit.evaluation.icp import icp_from_correspondences, icp_points_to_surface, icp_surface_to_points
+from fastganfit.geometry.alignment import SimilarityTransform, check_points, similarity_alignment
+from fastganfit.geometry.closest_point import TriangleMesh, check_faces
+from fastganfit.geometry.icp import icp_from_correspondences, icp_points_to_surface, icp_surface_to_points
+from fastganfit.geometry.mesh_crop import sphere_crop_mask
 
 NUM_LANDMARKS = 68
 NOSE_TIP = 30

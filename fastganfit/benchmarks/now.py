@@ -23,9 +23,9 @@ from fastganfit.benchmarks.landmarks_io import landmark_points, read_picked_poin
 from fastganfit.benchmarks.mesh_files import read_mesh
 from fastganfit.benchmarks.paths import require_dir
 from fastganfit.benchmarks.report import EvaluationReport
-from fastganfit.evaluation.alignment import check_points, umeyama
-from fastganfit.evaluation.closest_point import TriangleMesh
-from fastganfit.evaluation.icp import icp_surface_to_points
+from fastganfit.geometry.alignment import check_points, umeyama
+from fastganfit.geometry.closest_point import TriangleMesh
+from fastganfit.geometry.icp import icp_surface_to_points
 
 NUM_LANDMARKS = 7
 IBUG68_TO_NOW = (36, 39, 42, 45, 33, 48, 54)

@@ -38,9 +38,9 @@ from fastganfit.benchmarks.figures import cumulative_error_curves, error_colours
 from fastganfit.benchmarks.micc_protocols import NOSE_TIP, micc_pair_error
 from fastganfit.benchmarks.report import EvaluationReport
 from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings
-from fastganfit.evaluation.closest_point import TriangleMesh
 from fastganfit.fitting.optimise import mean_face_start, refine, regress
 from fastganfit.fitting.settings import FitSettings
+from fastganfit.geometry.closest_point import TriangleMesh
 from fastganfit.params import FaceParams
 from fastganfit.regression.checkpoint import load_fast_ganfit
 from fastganfit.regression.module import FastGANFitModule

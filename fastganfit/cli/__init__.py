@@ -4,11 +4,12 @@
 repository root), ``python -m fastganfit.cli.train ...`` and the console script ``fastganfit-train ...``; the data
 commands two: ``python -m fastganfit.cli.prepare ...`` and ``fastganfit-prepare ...`` (likewise ``synthetic``,
 ``uv_shards`` / ``fastganfit-uv-shards``, ``photo_uv_shards`` / ``fastganfit-photo-uv-shards``). Each has an
-entry config in the repository's ``conf/`` folder (``train.yaml``, ..., ``photo_uv_shards.yaml``).
+entry config in the package's ``fastganfit/conf/`` folder (``train.yaml``, ..., ``photo_uv_shards.yaml``), which
+ships inside the wheel, so an installed package works from any directory.
 """
 
 from pathlib import Path
 
-#: The repository's ``conf/`` folder (an absolute path: Hydra resolves a relative one against the module's package,
+#: The package's ``conf/`` folder (an absolute path: Hydra resolves a relative one against the module's package,
 #: which would differ between ``python train.py`` and ``python -m fastganfit.cli.train``).
-CONFIG_DIR = (Path(__file__).resolve().parent / "../../conf").resolve()
+CONFIG_DIR = (Path(__file__).resolve().parent.parent / "conf").resolve()

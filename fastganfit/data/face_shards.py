@@ -39,7 +39,7 @@ from fastganfit.data.uv_shards import (
 )
 from fastganfit.io.atomic import atomic_write
 from fastganfit.io.images import image_to_uint8
-from fastganfit.io.overlays import save_landmark_grid
+from fastganfit.io.landmark_overlays import save_landmark_grid
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "fastganfit-face-shards"

@@ -22,7 +22,7 @@ Ground truth (``params.npz`` and ``vertices.npy``, written together) is what the
 - ``vertices.npy``: the face in millimetres, in the model frame (no camera pose: the camera parameters carry it),
   one row per vertex of the *training* face model's topology, in its order, since the vertex term compares
   corresponding vertices. Data from scans or another model: register the training model's template to each scan
-  first (e.g. :func:`fastganfit.evaluation.nicp.nonrigid_icp`), and write the registered vertices. The vertex term with
+  first (e.g. :func:`fastganfit.geometry.nicp.nonrigid_icp`), and write the registered vertices. The vertex term with
   ``similarity: true`` ignores the scan's scale, rotation and placement.
 - ``params.npz``: one 1-D array per group named as in :data:`fastganfit.params.GROUPS` (``shape``, ``expression``,
   ``texture``, ``camera``, ``light``), the coefficients of the face model, texture model, camera and lighting that

@@ -29,7 +29,7 @@ from fastganfit.fitting.index_page import IndexEntry, IndexPage, write_index
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
-from fastganfit.fitting.overlay import paste_render
+from fastganfit.fitting.paste_render import paste_render
 from fastganfit.fitting.photo_texture import (
     LIGHT_MODES,
     coverage_fraction,

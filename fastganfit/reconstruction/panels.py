@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastganfit.io.overlays import draw_landmarks
+from fastganfit.io.landmark_overlays import draw_landmarks
 
 PANELS_PER_ROW = 4
 

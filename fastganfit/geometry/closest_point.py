@@ -8,7 +8,7 @@ from functools import cache
 import numpy as np
 from scipy.spatial import cKDTree
 
-from fastganfit.evaluation.alignment import check_points
+from fastganfit.geometry.alignment import check_points
 
 
 @dataclass(frozen=True)

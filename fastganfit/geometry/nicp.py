@@ -18,8 +18,8 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import LinearOperator, cg, splu
 
-from fastganfit.evaluation.alignment import check_points
-from fastganfit.evaluation.closest_point import ClosestPoints, TriangleMesh, check_faces
+from fastganfit.geometry.alignment import check_points
+from fastganfit.geometry.closest_point import ClosestPoints, TriangleMesh, check_faces
 from fastganfit.render.face_renderer import vertex_normals as mesh_vertex_normals
 
 DEFAULT_STIFFNESS = (50.0, 20.0, 5.0, 2.0, 0.8, 0.5, 0.35, 0.2)

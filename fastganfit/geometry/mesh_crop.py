@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastganfit.evaluation.alignment import check_points
-from fastganfit.evaluation.closest_point import check_faces
+from fastganfit.geometry.alignment import check_points
+from fastganfit.geometry.closest_point import check_faces
 
 
 def submesh(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

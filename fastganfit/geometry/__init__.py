@@ -3,9 +3,9 @@
 The benchmark runners that use it (MICC Florence, NoW, synthetic) live in :mod:`fastganfit.benchmarks`.
 """
 
-from fastganfit.evaluation.alignment import SimilarityTransform, rigid_alignment, similarity_alignment
-from fastganfit.evaluation.closest_point import ClosestPoints, TriangleMesh
-from fastganfit.evaluation.icp import IcpResult, icp_points_to_surface, icp_surface_to_points
+from fastganfit.geometry.alignment import SimilarityTransform, rigid_alignment, similarity_alignment
+from fastganfit.geometry.closest_point import ClosestPoints, TriangleMesh
+from fastganfit.geometry.icp import IcpResult, icp_points_to_surface, icp_surface_to_points
 
 __all__ = [
     "ClosestPoints",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastganfit.evaluation.alignment import SimilarityTransform
-from fastganfit.evaluation.crop import submesh
+from fastganfit.geometry.alignment import SimilarityTransform
+from fastganfit.geometry.mesh_crop import submesh
 
 NOSE_TIP = 30
 

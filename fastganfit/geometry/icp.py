@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastganfit.evaluation.alignment import SimilarityTransform, check_points, norm_ratio_similarity, umeyama
-from fastganfit.evaluation.closest_point import TriangleMesh
+from fastganfit.geometry.alignment import SimilarityTransform, check_points, norm_ratio_similarity, umeyama
+from fastganfit.geometry.closest_point import TriangleMesh
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def icp_from_correspondences(
     """Norm-ratio similarity ICP started from given correspondences (GANFit's MICC loop).
 
     Each step aligns the moving ``points`` onto their current partners with
-    :func:`~fastganfit.evaluation.alignment.norm_ratio_similarity` (composed with the previous steps),
+    :func:`~fastganfit.geometry.alignment.norm_ratio_similarity` (composed with the previous steps),
     then takes the partners as the closest points of ``surface``. The first partners are ``targets``
     (dense correspondences of a shared topology). The loop continues while the mean distance (times
     ``unit``) drops by more than ``tolerance`` and keeps the last step, even one that made it worse;
