@@ -1,14 +1,13 @@
-"""Exact closest points on a triangle mesh, accelerated by a k-d tree over points sampled on triangles."""
+"""Exact closest points on a triangle mesh, accelerated by a bounding-volume hierarchy."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from fastganfit.geometry.alignment import check_points
+from fastganfit.geometry.bvh import build_bvh, query_bvh
 
 
 @dataclass(frozen=True)
@@ -90,28 +89,13 @@ def closest_points_on_triangles(
     return closest, bary
 
 
-@cache
-def _subtriangle_centroids(level: int) -> np.ndarray:
-    """Barycentric coordinates ``[level**2, 3]`` of the centroids of a triangle split into ``level**2``."""
-    rows = []
-    for i in range(level):
-        for j in range(level - i):
-            rows.append(((i + 1 / 3) / level, (j + 1 / 3) / level))
-            if i + j <= level - 2:
-                rows.append(((i + 2 / 3) / level, (j + 2 / 3) / level))
-    vw = np.array(rows)
-    return np.column_stack([1.0 - vw.sum(1), vw])
-
-
 class TriangleMesh:
-    """A triangle mesh with a spatial index for exact closest-point queries.
+    """A triangle mesh with a bounding-volume hierarchy for exact closest-point queries.
 
-    Triangles are represented in a k-d tree by the centroids of a regular subdivision (large triangles
-    get more samples), each within ``slack`` of every point of its sub-triangle. A query takes its ``k``
-    nearest samples, computes exact point-triangle distances to their triangles, and is certified exact
-    when the best distance is at most ``d_k - slack`` (``d_k``: distance to the ``k``-th sample), since no
-    unvisited triangle can then be closer. Uncertified queries retry with a larger ``k`` and finally
-    fall back to brute force, so results always equal brute force.
+    A query descends the hierarchy nearest box first and skips every box farther than the best
+    triangle found so far (:mod:`fastganfit.geometry.bvh`), so its cost does not depend on how
+    unequal the triangles are. Results equal :meth:`brute_force` (same arithmetic, ties to the
+    lowest triangle index).
 
     Args:
         vertices: ``[V, 3]`` float vertex positions (mm).
@@ -119,27 +103,9 @@ class TriangleMesh:
     """
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
-        self.vertices = check_points(vertices, "vertices")
-        self.faces = check_faces(faces, self.vertices.shape[0])
-        corners = self.vertices[self.faces]
-        centroids = corners.mean(1)
-        radii = np.sqrt(((corners - centroids[:, None]) ** 2).sum(2)).max(1)
-        target = max(1.5 * float(np.median(radii)), 1e-12)
-        levels = np.clip(np.ceil(radii / target), 1, 64).astype(np.int64)
-        sample_points, sample_faces = [], []
-        for level in np.unique(levels):
-            face_ids = np.nonzero(levels == level)[0]
-            bary = _subtriangle_centroids(int(level))
-            sample_points.append(np.einsum("sk,fkd->fsd", bary, corners[face_ids]).reshape(-1, 3))
-            sample_faces.append(np.repeat(face_ids, bary.shape[0]))
-        self._sample_faces = np.concatenate(sample_faces)
-        self._tree = cKDTree(np.concatenate(sample_points))
-        self.slack = float((radii / levels).max())
-
-    @property
-    def num_samples(self) -> int:
-        """Number of points in the k-d tree."""
-        return int(self._sample_faces.shape[0])
+        self.vertices = np.ascontiguousarray(check_points(vertices, "vertices"))
+        self.faces = np.ascontiguousarray(check_faces(faces, self.vertices.shape[0]))
+        self._order, self._lower, self._upper, self._links = build_bvh(self.vertices[self.faces])
 
     def _exact(self, queries: np.ndarray, face_ids: np.ndarray) -> tuple[np.ndarray, ...]:
         """Best of the candidate triangles ``face_ids [M, K]`` for each query ``[M, 3]``."""
@@ -165,56 +131,12 @@ class TriangleMesh:
             parts.append(self._exact(block, np.broadcast_to(np.arange(num_faces), (block.shape[0], num_faces))))
         return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
-    def _ball_search(self, queries: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Exact closest points when the answer lies within ``radii [M]`` of each query ``[M, 3]``.
-
-        Every triangle with a point within ``radius`` has a sample within ``radius + slack``: those
-        triangles are the candidates, deduplicated per query.
-        """
-        lists = self._tree.query_ball_point(queries, radii + self.slack)
-        counts = np.array([len(item) for item in lists], dtype=np.int64)
-        if counts.min() == 0:
-            raise RuntimeError("closest-point ball search found no candidate: the upper bound was wrong")
-        owners = np.repeat(np.arange(queries.shape[0]), counts)
-        faces = self._sample_faces[np.concatenate([np.asarray(item, dtype=np.int64) for item in lists])]
-        keys = np.unique(owners * self.faces.shape[0] + faces)
-        owners, faces = keys // self.faces.shape[0], keys % self.faces.shape[0]
-        corners = self.vertices[self.faces[faces]]
-        closest, bary = closest_points_on_triangles(queries[owners], corners[:, 0], corners[:, 1], corners[:, 2])
-        d2 = ((queries[owners] - closest) ** 2).sum(1)
-        order = np.lexsort((d2, owners))
-        first = order[np.searchsorted(owners[order], np.arange(queries.shape[0]))]
-        return closest[first], np.sqrt(d2[first]), faces[first], bary[first]
-
-    def closest_points(self, points: np.ndarray, k_schedule: tuple[int, ...] = (8, 32, 128)) -> ClosestPoints:
-        """Exact closest surface points of ``points [N, 3]``; see the class docstring.
-
-        ``k_schedule`` lists the numbers of nearest samples tried before the exact ball search.
-        """
-        points = check_points(points, "points")
-        n = points.shape[0]
-        out_points, out_dist = np.zeros((n, 3)), np.zeros(n)
-        out_faces, out_bary = np.zeros(n, dtype=np.int64), np.zeros((n, 3))
-        remaining = np.arange(n)
-        best = np.full(n, np.inf)
-        for k_wanted in k_schedule:
-            if not remaining.size:
-                break
-            k = min(k_wanted, self.num_samples)
-            sample_dist, sample_ids = self._tree.query(points[remaining], k=k)
-            sample_dist = sample_dist.reshape(remaining.size, k)
-            found = self._exact(points[remaining], self._sample_faces[sample_ids.reshape(remaining.size, k)])
-            best[remaining] = found[1]
-            certified = (k >= self.num_samples) | (found[1] <= sample_dist[:, -1] - self.slack)
-            done = remaining[certified]
-            out_points[done], out_dist[done] = found[0][certified], found[1][certified]
-            out_faces[done], out_bary[done] = found[2][certified], found[3][certified]
-            remaining = remaining[~certified]
-        for start in range(0, remaining.size, 256):
-            block = remaining[start : start + 256]
-            found = self._ball_search(points[block], best[block] * (1 + 1e-9) + 1e-9)
-            out_points[block], out_dist[block], out_faces[block], out_bary[block] = found
-        return ClosestPoints(out_points, out_dist, out_faces, out_bary)
+    def closest_points(self, points: np.ndarray) -> ClosestPoints:
+        """Exact closest surface points of ``points [N, 3]``; see the class docstring."""
+        points = np.ascontiguousarray(check_points(points, "points"))
+        return ClosestPoints(
+            *query_bvh(points, self.vertices, self.faces, self._order, self._lower, self._upper, self._links)
+        )
 
     def distances(self, points: np.ndarray) -> np.ndarray:
         """Unsigned point-to-surface distances ``[N]`` of ``points [N, 3]``."""
