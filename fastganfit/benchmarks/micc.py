@@ -31,9 +31,12 @@ from tqdm import tqdm
 from fastganfit.benchmarks.landmarks_io import landmark_points, read_ljson, read_vertex_indices
 from fastganfit.benchmarks.mesh_files import MESH_SUFFIXES, read_mesh
 from fastganfit.benchmarks.micc_protocols import (
+    CROP_RADIUS_MM,
+    ICP_TOLERANCE_MM,
     NOSE_TIP,
     NUM_LANDMARKS,
     PROTOCOLS,
+    SUBJECT_CROP_RADII_MM,
     FaceMesh,
     PairError,
     micc_pair_error,
@@ -242,8 +245,10 @@ class MiccBenchmark:
         reconstruction_landmarks: 68 vertex indices for reconstructions without a landmark sidecar (not
             used by ``ganfit``: its reconstructions are in the template's topology and use its indices).
         unit_mm: millimetres per unit of the template and of the reconstructions (GANFit's template: 100).
-        crop_radius: crop radius around the nose tip (mm).
-        radius_overrides: per-subject crop radius (the published script uses 60 mm for subject 28).
+        crop_radius: crop radius around the nose tip (mm; the published script's 95 by default).
+        radius_overrides: per-subject crop radius (mm); ``None``: the published script's
+            (:data:`~fastganfit.benchmarks.micc_protocols.SUBJECT_CROP_RADII_MM`: 60 mm for subject 28);
+            ``{}``: none.
         settings: video settings to evaluate.
         cache_dir: folder for registered templates and per-pair results, reused by later runs (``None``: none).
         icp_tolerance: ICP stopping tolerance (mm).
@@ -265,11 +270,11 @@ class MiccBenchmark:
         registration: str = "nicp",
         reconstruction_landmarks: str | Path | None = None,
         unit_mm: float = 1.0,
-        crop_radius: float = 95.0,
+        crop_radius: float = CROP_RADIUS_MM,
         radius_overrides: Mapping[int, float] | None = None,
         settings: Sequence[str] = SETTINGS,
         cache_dir: str | Path | None = None,
-        icp_tolerance: float = 1e-3,
+        icp_tolerance: float = ICP_TOLERANCE_MM,
         icp_max_iterations: int = 100,
         workers: int | None = 1,
         progress: bool = True,
@@ -303,7 +308,9 @@ class MiccBenchmark:
             raise ValueError(f"unit_mm must be positive (millimetres per template unit), got {unit_mm}")
         self.unit_mm = float(unit_mm)
         self.crop_radius = float(crop_radius)
-        self.radius_overrides = {int(k): float(v) for k, v in (radius_overrides or {}).items()}
+        if radius_overrides is None:
+            radius_overrides = SUBJECT_CROP_RADII_MM
+        self.radius_overrides = {int(k): float(v) for k, v in radius_overrides.items()}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.icp_tolerance = float(icp_tolerance)
         self.icp_max_iterations = int(icp_max_iterations)

@@ -38,6 +38,18 @@ from fastganfit.geometry.mesh_crop import sphere_crop_mask
 NUM_LANDMARKS = 68
 NOSE_TIP = 30
 PROTOCOLS = ("ganfit", "deep3dface", "any_topology")
+#: The published protocol's constants (GANFit's ``micc_evaluation.py``): crop radius around the nose tip (mm),
+CROP_RADIUS_MM = 95.0
+#: the subjects it crops with another radius (mm; subject 28's scan is cut closer to the face),
+SUBJECT_CROP_RADII_MM = {28: 60.0}
+#: and the ICP's stopping gain of the mean distance (mm).
+ICP_TOLERANCE_MM = 1e-3
+
+
+def crop_radius_of(subject: int, overrides: dict[int, float] | None = None) -> float:
+    """Crop radius (mm) of MICC ``subject``: ``overrides`` (default :data:`SUBJECT_CROP_RADII_MM`), else 95 mm."""
+    table = SUBJECT_CROP_RADII_MM if overrides is None else overrides
+    return float(table.get(int(subject), CROP_RADIUS_MM))
 
 
 @dataclass(frozen=True)
@@ -84,20 +96,32 @@ class PairError:
         reconstruction_to_gt: mean distance of the reconstruction's crop to the ground truth (``None``
             for deep3dface, which measures one direction).
         gt_to_reconstruction: mean distance of the ground truth's crop to the reconstruction.
-        icp_iterations: ICP steps (both directions together for GANFit).
         transform: the final transform of the reconstruction onto the ground truth's frame.
+        reconstruction_iterations: steps of the ICP moving the reconstruction onto the ground truth.
+        gt_iterations: steps of the ICP moving the ground truth onto the reconstruction (GANFit's
+            second direction; ``None`` for the protocols with one ICP).
+        gt_transform: that ICP's final transform of the ground truth onto the reconstruction's frame
+            (``None`` likewise).
     """
 
     error: float
     reconstruction_to_gt: float | None
     gt_to_reconstruction: float
-    icp_iterations: int
     transform: SimilarityTransform
+    reconstruction_iterations: int
+    gt_iterations: int | None = None
+    gt_transform: SimilarityTransform | None = None
+
+    @property
+    def icp_iterations(self) -> int:
+        """ICP steps of both directions together."""
+        return self.reconstruction_iterations + (self.gt_iterations or 0)
 
     def summary(self) -> dict[str, float | int | None]:
-        """The numbers (every field but the transform) and the transform's scale, for JSON results."""
-        numbers = {name: value for name, value in vars(self).items() if name != "transform"}
-        return {**numbers, "scale": self.transform.scale}
+        """The numbers, each ICP's steps and scale (``gt_scale``: the ground truth's, GANFit only), for JSON."""
+        numbers = {name: value for name, value in vars(self).items() if not name.endswith("transform")}
+        gt_scale = None if self.gt_transform is None else self.gt_transform.scale
+        return {**numbers, "icp_iterations": self.icp_iterations, "scale": self.transform.scale, "gt_scale": gt_scale}
 
 
 def _directed_ganfit(
@@ -125,9 +149,9 @@ def ganfit_error(
             f"vertex count and triangles), got {reconstruction.vertices.shape[0]} and "
             f"{ground_truth.vertices.shape[0]} vertices; use protocol=deep3dface or any_topology otherwise"
         )
-    gt_to_rec, gt_steps, _ = _directed_ganfit(ground_truth, reconstruction, crop_radius, tolerance, unit_mm)
+    gt_to_rec, gt_steps, gt_transform = _directed_ganfit(ground_truth, reconstruction, crop_radius, tolerance, unit_mm)
     rec_to_gt, rec_steps, transform = _directed_ganfit(reconstruction, ground_truth, crop_radius, tolerance, unit_mm)
-    return PairError(0.5 * (gt_to_rec + rec_to_gt), rec_to_gt, gt_to_rec, gt_steps + rec_steps, transform)
+    return PairError(0.5 * (gt_to_rec + rec_to_gt), rec_to_gt, gt_to_rec, transform, rec_steps, gt_steps, gt_transform)
 
 
 def _crop_and_landmark_alignment(
@@ -154,13 +178,18 @@ def deep3dface_error(
     gt_points, initial = _crop_and_landmark_alignment(reconstruction, ground_truth, crop_radius, unit_mm)
     surface = TriangleMesh(reconstruction.vertices, reconstruction.faces)
     result = icp_surface_to_points(
-        surface, gt_points, scale=True, init=initial, tolerance=tolerance / unit_mm, max_iterations=max_iterations,
+        surface,
+        gt_points,
+        scale=True,
+        init=initial,
+        tolerance=tolerance / unit_mm,
+        max_iterations=max_iterations,
         rmse=True,
     )
     transform = result.transform
     distances = transform.scale * surface.distances(transform.inverse().apply(gt_points)) * unit_mm
     rmse = float(np.sqrt((distances**2).mean()))
-    return PairError(rmse, None, float(distances.mean()), result.iterations, transform)
+    return PairError(rmse, None, float(distances.mean()), transform, result.iterations)
 
 
 def any_topology_error(
@@ -194,7 +223,7 @@ def any_topology_error(
         raise ValueError(f"after ICP no reconstruction vertex lies within {crop_radius} mm of the nose tip")
     to_gt = unit_mm * float(gt.distances(rec_points).mean())
     to_rec = unit_mm * float(transform.scale * rec.distances(transform.inverse().apply(gt_points)).mean())
-    return PairError(0.5 * (to_gt + to_rec), to_gt, to_rec, result.iterations, transform)
+    return PairError(0.5 * (to_gt + to_rec), to_gt, to_rec, transform, result.iterations)
 
 
 ERRORS: dict[str, Callable[..., PairError]] = {
@@ -208,8 +237,8 @@ def micc_pair_error(
     reconstruction: FaceMesh | tuple,
     registered_ground_truth: FaceMesh | tuple,
     protocol: str = "ganfit",
-    crop_radius: float = 95.0,
-    tolerance: float = 1e-3,
+    crop_radius: float = CROP_RADIUS_MM,
+    tolerance: float = ICP_TOLERANCE_MM,
     unit_mm: float = 1.0,
     max_iterations: int = 100,
 ) -> PairError:
@@ -220,7 +249,8 @@ def micc_pair_error(
         registered_ground_truth: the same for the ground truth (for ``ganfit``: the template registered
             to the scan, so the topology is the reconstruction's; its landmarks: the scan's, in its frame).
         protocol: ``ganfit`` (GANFit's script), ``deep3dface`` or ``any_topology`` (module docstring).
-        crop_radius: crop radius (mm); GANFit's script uses 60 mm for MICC subject 28.
+        crop_radius: crop radius (mm); GANFit's script uses 60 mm for MICC subject 28: pass
+            ``crop_radius_of(subject)`` (:data:`SUBJECT_CROP_RADII_MM`).
         tolerance: ICP continues while the mean distance improves by more than this (mm).
         unit_mm: millimetres per unit of the meshes' coordinates (GANFit's template is in units of
             100 mm: ``unit_mm=100``); crops and reported distances are in mm.

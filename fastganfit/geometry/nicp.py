@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import LinearOperator, cg, splu
+from scipy.sparse.linalg import LinearOperator, SuperLU, cg, splu
 
 from fastganfit.geometry.alignment import check_points
 from fastganfit.geometry.closest_point import ClosestPoints, TriangleMesh, check_faces
@@ -65,24 +65,28 @@ def _on_boundary(
     return result
 
 
-def _solve(matrix: sp.csr_matrix, rhs: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Solve the symmetric positive definite ``matrix [4V, 4V] @ X = rhs [4V, 3]`` from ``start``.
+def factorise(matrix: sp.csr_matrix) -> SuperLU:
+    """Sparse LU of the symmetric positive definite ``matrix [4V, 4V]`` (minimum-degree ordering of
+    ``A + A^T``, no pivoting: symmetric mode, what a Cholesky factorisation would do; scipy has none)."""
+    return splu(matrix.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
 
-    Conjugate gradients preconditioned by the inverse 4x4 diagonal blocks (one per vertex), started
-    from the previous step's transforms, which are close. Measured on a 9.8k-vertex template against a
-    49k-triangle scan: 24 instead of 52 CPU seconds per registration with SuperLU, same vertices within
-    2e-5 mm. SuperLU remains the fallback should CG not converge.
+
+def solve_with_factor(matrix: sp.csr_matrix, rhs: np.ndarray, start: np.ndarray, factor: SuperLU) -> np.ndarray:
+    """Solve ``matrix [4V, 4V] @ X = rhs [4V, 3]`` from ``start`` by conjugate gradients preconditioned by
+    ``factor``, the factorisation of a nearby matrix (this stage's first one: the same stiffness, a few
+    correspondence weights changed), so a few iterations reach ``rtol = 1e-10``; a fresh factorisation
+    solves it should CG not converge.
+
+    Measured on the ICT template (9,409 vertices) against a 73,840-triangle scan, one thread: 12-40 CG
+    iterations per solve against about 600 with the previous block-Jacobi preconditioner; with one
+    factorisation per stage (about 0.9 CPU s) a registration's 24 solves take about 9 CPU s instead of 40.
     """
-    n = matrix.shape[0] // 4
-    rows = np.arange(4 * n).reshape(n, 4)
-    blocks = np.asarray(matrix[rows.repeat(4, 1).ravel(), np.tile(rows, (1, 4)).ravel()]).reshape(n, 4, 4)
-    inverse = np.linalg.inv(blocks)
-    preconditioner = LinearOperator(matrix.shape, lambda v: np.einsum("bij,bj->bi", inverse, v.reshape(n, 4)).ravel())
+    preconditioner = LinearOperator(matrix.shape, factor.solve)
     columns = []
     for k in range(rhs.shape[1]):
-        solution, info = cg(matrix, rhs[:, k], x0=start[:, k], rtol=1e-10, maxiter=20 * n, M=preconditioner)
+        solution, info = cg(matrix, rhs[:, k], x0=start[:, k], rtol=1e-10, maxiter=1000, M=preconditioner)
         if info != 0:
-            return splu(matrix.tocsc()).solve(rhs)
+            return factorise(matrix).solve(rhs)
         columns.append(solution)
     return np.stack(columns, 1)
 
@@ -154,6 +158,7 @@ def nonrigid_icp(
     boundary = boundary_of(target.faces, target.vertices.shape[0])
 
     for alpha, beta in zip(stiffness, landmark_weights, strict=True):
+        factor = None
         for _ in range(iterations_per_stage):
             deformed = data_matrix @ transforms
             found = target.closest_points(deformed)
@@ -171,7 +176,12 @@ def nonrigid_icp(
                 rhs.append(beta * landmarks)
             system = sp.vstack(blocks).tocsr()
             normal_matrix = (system.T @ system).tocsr()
-            updated = _solve(normal_matrix, np.asarray(system.T @ np.vstack(rhs)), transforms)
+            right_side = np.asarray(system.T @ np.vstack(rhs))
+            if factor is None:
+                factor = factorise(normal_matrix)
+                updated = factor.solve(right_side)
+            else:
+                updated = solve_with_factor(normal_matrix, right_side, transforms, factor)
             change = float(np.abs(updated - transforms).max())
             transforms = updated
             if change < 1e-6:
