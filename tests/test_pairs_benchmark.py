@@ -159,6 +159,8 @@ def test_evaluate_pairs_scores_any_reconstruction_callable() -> None:
     ranks = result.pair_ranks("oracle", MESH)
     assert np.isnan(ranks[2]) and np.all(ranks[[0, 1, 3, 4, 5]] == 1.0)
     assert faces.subset(2).reasons == {} and faces.subset(3).reasons == {5: "no face found"}
+    with pytest.raises(ValueError, match=r"no person of .* has a face found in both photos"):
+        evaluate_pairs(fake_faces(2, missing=(0, 3)), {"mean": mean_face}, model, progress=False)
 
 
 @pytest.fixture(scope="module")

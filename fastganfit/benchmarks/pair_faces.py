@@ -59,6 +59,11 @@ class PairFaces:
         """``{photo path: reason}`` of the photos without a face."""
         return {str(self.photo(index)): reason for index, reason in sorted(self.reasons.items())}
 
+    def complete(self) -> np.ndarray:
+        """``[N]`` bool: the persons with a face found in both photos."""
+        a, b = self.pair_rows(self.found)
+        return a & b
+
     def pair_rows(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-photo ``values [2N, ...]`` split into the A rows and the B rows ``[N, ...]``."""
         count = len(self.pairs)

@@ -94,6 +94,11 @@ class PairsEvaluation:
     sizes: dict[str, ParamSizes] = field(default_factory=dict)
     seconds_per_face: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.faces.complete().any():
+            raise ValueError(f"pairs: no person of {self.faces.pairs.root} has a face found in both photos "
+                             f"({len(self.faces.reasons)} photos without a face)")
+
     def add(self, row: str, descriptor: str, values: np.ndarray) -> None:
         """Score per-photo descriptors ``values [2N, D]`` as ``(row, descriptor)``."""
         a, b = self.faces.pair_rows(values)

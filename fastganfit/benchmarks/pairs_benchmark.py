@@ -5,10 +5,12 @@ landmarks and dlib's descriptor as baselines in one table, and a picture of the 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fastganfit.benchmarks.figures import image_grid
 from fastganfit.benchmarks.pair_faces import detect_pair_faces
@@ -115,10 +117,12 @@ class PairsBenchmark:
         faces = evaluation.faces
         pairs = faces.pairs
         missing = faces.missing()
+        complete = int(faces.complete().sum())
         notes = [
             f"{len(pairs)} pairs of {pairs.root} ({len(pairs.left_out)} left out: one photograph twice, or a photo "
-            f"without its pair); chance: rank-1 {100.0 / len(pairs):.2f} %, median rank {(len(pairs) + 1) / 2:g}, "
-            "AUC 0.5; rank-1 / top-5 / median rank: A->B and B->A averaged, ties at their expectation",
+            f"without its pair); chance over the {complete} with both faces: rank-1 {100.0 / complete:.2f} %, "
+            f"median rank {(complete + 1) / 2:g}, AUC 0.5; rank-1 / top-5 / median rank: A->B and B->A averaged, ties "
+            "at their expectation",
             f"no face found in {len(missing)} of {2 * len(pairs)} photos: "
             + ("; ".join(f"{path} ({reason})" for path, reason in missing.items()) or "none"),
             f"checkpoint {self.ckpt}; crops {faces.crop_size} px; neutral meshes: the face region within "
@@ -150,7 +154,7 @@ class PairsBenchmark:
 
     def figure(self, module: FastGANFitModule, evaluation: PairsEvaluation, method: str) -> np.ndarray:
         """The ``figure_pairs`` best and worst pairs by ``method``'s neutral-mesh rank: both photos' crops and both
-        reconstructions turned sideways."""
+        neutral meshes (expression zero: what is compared) turned sideways."""
         faces = evaluation.faces
         ranks = evaluation.pair_ranks(method, MESH)
         complete = np.flatnonzero(~np.isnan(ranks))
@@ -162,9 +166,11 @@ class PairsBenchmark:
         for label, person in chosen:
             indices = np.array([person, person + len(faces.pairs)])
             crops, _ = faces.inputs(indices, self.device)
-            side = renderer(crops, evaluation.face_params(method, indices).to(self.device)).side.cpu().numpy()
+            params = evaluation.face_params(method, indices).to(self.device)
+            neutral = replace(params, expression=torch.zeros_like(params.expression))
+            side = renderer(crops, neutral).side.cpu().numpy()
             panels.append([crops[0].cpu().numpy(), crops[1].cpu().numpy(), side[0], side[1]])
-            titles.append(f"{label}: {faces.pairs.ids[person]} (rank {ranks[person]:.1f})")
-        return image_grid(panels, titles, ["photo A", "photo B", "A, side", "B, side"],
+            titles.append(f"{label}: {faces.pairs.ids[person]}\nrank {ranks[person]:.1f}")
+        return image_grid(panels, titles, ["photo A", "photo B", "A: neutral, side", "B: neutral, side"],
                           f"{method}: best and worst pairs ({MESH}, {len(order)} pairs)")
 
