@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from PIL import Image
 from tiny_checkpoint import write_tiny_checkpoint
 
@@ -204,3 +207,20 @@ def test_benchmark_end_to_end_on_shared_pairs(portraits: Path, tmp_path: Path, m
     assert again.found.all() and again.crops.shape == (8, graph.crop_size, graph.crop_size, 3)
     descriptors = again.descriptors
     assert np.linalg.norm(descriptors[:4] - descriptors[4:], axis=1).max() < 0.6  # dlib's same-person threshold
+
+
+def test_evaluate_command_composes_the_benchmark(tmp_path: Path) -> None:
+    """``evaluate.py benchmark=pairs ckpt=... benchmark.root=... logger=wandb`` builds the benchmark with the fit's
+    detector (HOG upsampled up to twice: faces down to about 20 px) and GANFit++'s stages; no root is a clear error."""
+    overrides = ["benchmark=pairs", f"ckpt={tmp_path / 'last.ckpt'}", "logger=wandb", "benchmark.refine_pairs=5"]
+    with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", [*overrides, f"benchmark.root={tmp_path}"])
+        unrooted = compose("evaluate", overrides)
+    benchmark = instantiate(cfg.benchmark)
+    assert isinstance(benchmark, PairsBenchmark) and benchmark.root == tmp_path and benchmark.refine_pairs == 5
+    assert isinstance(benchmark.refine_settings, FitSettings) and benchmark.landmarker.detector.hog.upsample == 2
+    assert cfg.logger is not None
+    with pytest.raises(InstantiationException, match=r"benchmark\.root=<folder with A/ and B/ photos"):
+        instantiate(unrooted.benchmark)
+    with pytest.raises(InstantiationException, match=r"benchmark\.refine_pairs must be an integer >= 1 or null"):
+        instantiate(cfg.benchmark, refine_pairs=0)
