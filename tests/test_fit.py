@@ -21,7 +21,8 @@ from PIL import Image
 from skimage import data
 from tiny_checkpoint import TINY_MODEL_OVERRIDES, save_checkpoint, tiny_model_config
 
-from fastganfit.fitting.faces import crop_largest_face, graph_crop_template
+from fastganfit.data.prepare import UnusableInputError
+from fastganfit.fitting.faces import crop_faces, crop_largest_face, graph_crop_template
 from fastganfit.fitting.index_page import INT16_STEPS
 from fastganfit.fitting.optimise import (
     fit_from_mean_face,
@@ -230,9 +231,8 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     return {path.stem: path for path in folder.iterdir()}
 
 
-GOOD = ("astronaut", "grace_hopper", "gray", "rgba", "large", "two")
+GOOD = ("astronaut", "grace_hopper", "gray", "rgba", "large", "two", "tiny")
 FAILURES = {
-    "tiny": "face too small (45x44 px, min_face=64)",
     "blank": "no face found",
     "notes": "not an image (no decoder recognises the file)",
 }
@@ -276,9 +276,30 @@ def test_every_input_gets_one_clear_line_and_good_ones_are_written(run) -> None:
     assert outcomes["large"].notes == ["downscaled from 2600x2600 to 2048x2048 px (max_side=2048)"]
     assert outcomes["two"].notes == ["2 faces found, the largest (216x216 px) taken (faces=all takes all)"]
     assert outcomes["astronaut"].notes == []
+    # a 45 px face is reconstructed (min_face=20 by default), with a note that says it is small
+    [note] = outcomes["tiny"].notes
+    assert re.fullmatch(r"small face \(45x44 px, below small_face=64\): reconstructed from a crop scaled "
+                        r"\d+\.\dx from the photo; fine detail comes from the model, not the photo", note), note
     assert len(report.failed) == len(FAILURES) + 2 and len(report.written) == len(GOOD)
     written = sorted(path.name for path in (root / "out").iterdir())
     assert written == sorted([*GOOD, "index.html"])  # nothing for the failures, no temporary folders
+
+
+def test_min_face_refuses_and_small_face_notes(run, module, landmarker) -> None:
+    """min_face still refuses faces below it; small_face only decides the note; both paths (faces=all, largest)."""
+    image = np.asarray(Image.open(run[1]["tiny"]).convert("RGB"))
+    template = graph_crop_template(module.graph, CROP)
+    for faces in ("all", "largest"):
+        with pytest.raises(UnusableInputError, match=r"face too small \(45x44 px, min_face=64\)"):
+            crop_faces(image, landmarker, template, CROP, 64, faces)
+        [small] = crop_faces(image, landmarker, template, CROP, 20, faces)
+        assert len(small.notes) == 1 and small.notes[0].startswith("small face (45x44 px, below small_face=64)")
+        scale = float(re.search(r"scaled (\d+\.\d)x", small.notes[0]).group(1))
+        assert scale == pytest.approx(np.sqrt(abs(np.linalg.det(small.transform[:, :2]))), abs=0.051)
+        [plain] = crop_faces(image, landmarker, template, CROP, 20, faces, small_face=40)
+        assert plain.notes == () and np.array_equal(plain.crop, small.crop)
+    with pytest.raises(ValueError, match="min_face and small_face must be >= 0"):
+        FitOptions(small_face=-1)
 
 
 def test_faces_all_gives_one_result_per_face(run, module, landmarker) -> None:

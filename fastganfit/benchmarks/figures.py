@@ -1,4 +1,5 @@
-"""Evaluation pictures: cumulative error curves and per-vertex error maps, as uint8 ``[H, W, 3]`` images."""
+"""Evaluation pictures: cumulative error curves, per-vertex error maps and picture grids, as uint8 ``[H, W, 3]``
+images."""
 
 from __future__ import annotations
 
@@ -57,19 +58,14 @@ def error_colours(errors: np.ndarray, max_error: float) -> np.ndarray:
     return colours
 
 
-def error_map_grid(
-    panels: Sequence[Sequence[np.ndarray]],
-    row_titles: Sequence[str],
-    column_titles: Sequence[str],
-    max_error: float,
-    title: str = "",
+def draw_panels(
+    figure: Figure, panels: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str], column_titles: Sequence[str]
 ) -> np.ndarray:
-    """A grid of rendered error maps (``panels[row][column]``: float ``[3, H, W]`` or ``[H, W, 3]`` images)
-    with row and column titles and one colour bar from 0 to ``max_error`` mm."""
+    """Draw ``panels[row][column]`` (float ``[3, H, W]`` or ``[H, W, 3]`` images in [0, 1]) on a grid of ``figure``'s
+    axes with row and column titles; returns the axes ``[rows, columns]``."""
     rows, columns = len(panels), len(column_titles)
     if rows != len(row_titles) or rows == 0 or any(len(row) != columns for row in panels):
-        raise ValueError(f"error_map_grid: expected {len(row_titles)} rows of {columns} panels")
-    figure = Figure(figsize=(2.2 * columns + 0.8, 2.2 * rows + 0.4))
+        raise ValueError(f"expected {len(row_titles)} rows of {columns} panels")
     axes = figure.subplots(rows, columns, squeeze=False)
     for row, (row_panels, row_title) in enumerate(zip(panels, row_titles, strict=True)):
         for column, panel in enumerate(row_panels):
@@ -84,6 +80,34 @@ def error_map_grid(
                 axis.set_title(column_titles[column], fontsize=9)
             if column == 0:
                 axis.set_ylabel(row_title, fontsize=9)
+    return axes
+
+
+def image_grid(
+    panels: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str], column_titles: Sequence[str], title: str = ""
+) -> np.ndarray:
+    """A grid of pictures (``panels[row][column]``, as :func:`draw_panels`) with titles, as a uint8 image."""
+    figure = Figure(figsize=(2.2 * len(column_titles) + 0.8, 2.2 * len(panels) + 0.4))
+    draw_panels(figure, panels, row_titles, column_titles)
+    if title:
+        figure.suptitle(title)
+    return figure_to_image(figure)
+
+
+def error_map_grid(
+    panels: Sequence[Sequence[np.ndarray]],
+    row_titles: Sequence[str],
+    column_titles: Sequence[str],
+    max_error: float,
+    title: str = "",
+) -> np.ndarray:
+    """A grid of rendered error maps (``panels[row][column]``: float ``[3, H, W]`` or ``[H, W, 3]`` images)
+    with row and column titles and one colour bar from 0 to ``max_error`` mm."""
+    rows, columns = len(panels), len(column_titles)
+    if rows != len(row_titles) or rows == 0 or any(len(row) != columns for row in panels):
+        raise ValueError(f"error_map_grid: expected {len(row_titles)} rows of {columns} panels")
+    figure = Figure(figsize=(2.2 * columns + 0.8, 2.2 * rows + 0.4))
+    axes = draw_panels(figure, panels, row_titles, column_titles)
     scale = ScalarMappable(cmap=ERROR_COLOURMAP, norm=Normalize(0.0, max_error))
     figure.colorbar(scale, ax=axes, fraction=0.025, pad=0.02, label="error (mm)")
     if title:

@@ -82,6 +82,7 @@ def build(
         subjects=SUBJECTS[cfg.multi_image],
         batch_size=int(cfg.batch_size),
         min_face=float(cfg.min_face),
+        small_face=float(cfg.small_face),
         max_side=int(cfg.max_side),
         progress=bool(cfg.progress),
         texture_source=str(cfg.texture_source),

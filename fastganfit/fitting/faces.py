@@ -15,6 +15,8 @@ from fastganfit.reconstruction.graph import FaceReconstructionGraph
 
 #: ``faces=``: reconstruct only the largest face of a photo, or every face found.
 FACE_CHOICES = ("largest", "all")
+#: Faces whose box side is below this many pixels are reconstructed with a note (``small_face``).
+SMALL_FACE = 64.0
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,23 @@ def graph_crop_template(graph: FaceReconstructionGraph, crop_size: int) -> np.nd
         return crop_template(crop_size, model, camera).detach().double().cpu().numpy()
 
 
+def small_face_note(box: np.ndarray, transform: np.ndarray, small_face: float) -> list[str]:
+    """``[note]`` when the face in ``box [4]`` is smaller than ``small_face`` pixels, with the scale of its crop
+    (photo -> crop ``transform [2, 3]``; above 1: upsampled); ``[]`` otherwise."""
+    width, height = float(box[2] - box[0]), float(box[3] - box[1])
+    if min(width, height) >= small_face:
+        return []
+    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(transform, np.float64)[:, :2]))))
+    return [f"small face ({width:.0f}x{height:.0f} px, below small_face={small_face:g}): reconstructed from a crop "
+            f"scaled {scale:.1f}x from the photo; fine detail comes from the model, not the photo"]
+
+
 def crop_largest_face(
-    image: np.ndarray, landmarker: Landmarker, template: np.ndarray, crop_size: int, min_face: float
-) -> FaceCrop:
-    """Detect the faces of a uint8 RGB ``image`` ``[H, W, 3]`` and align the largest onto ``template``.
+    image: np.ndarray, landmarker: Landmarker, template: np.ndarray, crop_size: int, min_face: float,
+    small_face: float = SMALL_FACE,
+) -> FaceCrop:  # fmt: skip
+    """Detect the faces of a uint8 RGB ``image`` ``[H, W, 3]`` and align the largest onto ``template``; a face
+    below ``small_face`` pixels gets a note (:func:`small_face_note`).
 
     Raises :class:`~fastganfit.data.prepare.UnusableInputError` (no face found, face too small, ...).
     """
@@ -63,6 +78,7 @@ def crop_largest_face(
         notes.append(
             f"{found.faces} faces found, the largest ({width:.0f}x{height:.0f} px) taken (faces=all takes all)"
         )
+    notes += small_face_note(face.box, found.aligned.transform, small_face)
     return FaceCrop(
         crop=found.aligned.image,
         landmarks=found.aligned.landmarks,
@@ -77,17 +93,18 @@ def crop_largest_face(
 
 def crop_faces(
     image: np.ndarray, landmarker: Landmarker, template: np.ndarray, crop_size: int, min_face: float,
-    faces: str = "all",
+    faces: str = "all", small_face: float = SMALL_FACE,
 ) -> list[FaceCrop]:  # fmt: skip
     """The aligned crops of a uint8 RGB ``image`` ``[H, W, 3]``: every detected face at least ``min_face`` pixels
-    (``faces="all"``, largest first, ``index`` 0, 1, ...) or only the largest (``faces="largest"``).
+    (``faces="all"``, largest first, ``index`` 0, 1, ...) or only the largest (``faces="largest"``); faces below
+    ``small_face`` pixels get a note (:func:`small_face_note`).
 
     Raises :class:`~fastganfit.data.prepare.UnusableInputError` when no face is usable.
     """
     if faces not in FACE_CHOICES:
         raise ValueError(f"faces must be one of {FACE_CHOICES}, got {faces!r}")
     if faces == "largest":
-        return [crop_largest_face(image, landmarker, template, crop_size, min_face)]
+        return [crop_largest_face(image, landmarker, template, crop_size, min_face, small_face)]
     detections = sorted(landmarker.detect(image), key=lambda detection: -detection.area)
     if not detections:
         raise UnusableInputError("no face found")
@@ -109,14 +126,15 @@ def crop_faces(
         crops.append(FaceCrop(
             crop=aligned.image, landmarks=aligned.landmarks, transform=aligned.transform,
             box=np.asarray(detection.box, np.float32), score=float(detection.score),
-            photo_landmarks=np.asarray(detection.landmarks, np.float32), faces=len(detections), notes=(),
+            photo_landmarks=np.asarray(detection.landmarks, np.float32), faces=len(detections),
+            notes=tuple(small_face_note(detection.box, aligned.transform, small_face)),
             index=len(crops),
         ))  # fmt: skip
     if not crops:
         raise UnusableInputError("alignment failed for every face found")
     if len(crops) > 1:
         notes.append(f"{len(crops)} faces reconstructed, one result folder each")
-    crops[0] = replace(crops[0], notes=tuple(notes))
+    crops[0] = replace(crops[0], notes=(*notes, *crops[0].notes))
     return crops
 
 

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from fastganfit.data.prepare import UnusableInputError
-from fastganfit.fitting.faces import FACE_CHOICES, FaceCrop, crop_faces, graph_crop_template
+from fastganfit.fitting.faces import FACE_CHOICES, SMALL_FACE, FaceCrop, crop_faces, graph_crop_template
 from fastganfit.fitting.index_page import IndexEntry, IndexPage, write_index
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.optimise import ObjectiveRecord, refine, regress, share_subject_groups
@@ -61,7 +61,8 @@ class FitOptions:
     ``settings``: the optimisation after the start (GANFit++ refinement, or GANFit), ``None`` for none.
     ``subjects``: ``none`` (every image alone), ``all`` (every image shows one person) or ``folder`` (the
     images of one folder show one person): a person's images share shape and texture latent.
-    ``batch_size``: images optimised together. ``min_face``: smallest face box side (pixels) accepted.
+    ``batch_size``: images optimised together. ``min_face``: smallest face box side (pixels) accepted;
+    ``small_face``: faces below this side are reconstructed from an upsampled crop, with a note.
     ``max_side``: larger photos are downscaled to this longer side. ``progress``: progress bars.
     ``texture_source``: the OBJ's texture, ``photo`` (taken from the photo, completed by the model's; see
     :mod:`fastganfit.texture.photo_uv`) or ``model`` (the fitted texture model's). ``photo_light``: what of the
@@ -73,7 +74,8 @@ class FitOptions:
     settings: FitSettings | None = None
     subjects: str = "none"
     batch_size: int = 8
-    min_face: float = 64.0
+    min_face: float = 20.0
+    small_face: float = SMALL_FACE
     max_side: int = 2048
     progress: bool = True
     texture_source: str = "photo"
@@ -96,8 +98,8 @@ class FitOptions:
             raise ValueError(f"subjects must be one of {GROUPINGS}, got {self.subjects!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.min_face < 0:
-            raise ValueError(f"min_face must be >= 0 pixels, got {self.min_face}")
+        if self.min_face < 0 or self.small_face < 0:
+            raise ValueError(f"min_face and small_face must be >= 0 pixels, got {self.min_face} and {self.small_face}")
         if self.max_side < 16:
             raise ValueError(f"max_side must be at least 16 pixels, got {self.max_side}")
 
@@ -232,7 +234,7 @@ class Reconstructor:
             photo = load_photo(item.path, options.max_side)
             outcome.notes += photo.notes
             faces = crop_faces(photo.image, self.landmarker, self.template, self.crop_size, options.min_face,
-                               options.faces)
+                               options.faces, options.small_face)
             outcome.notes += [note for face in faces for note in face.notes]
         except UnusableInputError as error:
             self.fail(outcome, str(error))
