@@ -88,7 +88,7 @@ def run_part(
         torch.set_num_threads(threads)
     photos = cfg.input_format == "photos"
     reconstructor = build_reconstructor(cfg, overrides, landmarker=photos)
-    runner = reconstructor.runner(bool(cfg.refine), landmarker=photos)
+    runner = reconstructor.runner(bool(cfg.refine), detect=photos)
     graph = reconstructor.graph
     extractor = photo_texture_extractor(graph, int(cfg.resolution), str(cfg.photo_light))
     source = OmegaConf.to_container(cfg.input) if OmegaConf.is_list(cfg.input) else str(cfg.input)

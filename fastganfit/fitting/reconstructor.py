@@ -15,7 +15,7 @@ and ``scripts/`` build through this class.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -303,11 +303,10 @@ class FaceReconstructor:
             return replace(self.options, start="mean_face", settings=self.ganfit, faces=faces)
         return replace(self.options, start="regressor", settings=self.refinement if refine else None, faces=faces)
 
-    def runner(self, refine: bool = False, faces: str | None = None,
-               landmarker: bool = True) -> Reconstructor:  # fmt: skip
+    def runner(self, refine: bool = False, faces: str | None = None, detect: bool = True) -> Reconstructor:
         """The pipeline's :class:`~fastganfit.fitting.pipeline.Reconstructor` for one call's options (without a
-        landmarker when ``landmarker`` is false: aligned crops only)."""
-        return Reconstructor(self.graph, self.landmarker if landmarker else None, self.fit_options(refine, faces),
+        landmarker when ``detect`` is false: aligned crops only)."""
+        return Reconstructor(self.graph, self.landmarker if detect else None, self.fit_options(refine, faces),
                              self.log, self.regressor)  # fmt: skip
 
     def reconstruct(
@@ -325,7 +324,7 @@ class FaceReconstructor:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         runner = self.runner(refine, faces)
-        inputs = list(input_images(images, runner.options.max_side))
+        inputs = input_images(images, runner.options.max_side)
         prepared: list[PreparedImage] = []
         for item, photo in inputs:
             outcome = ImageOutcome(str(item.path))
@@ -363,10 +362,10 @@ class FaceReconstructor:
         return f"FaceReconstructor({kind}, crop {self.graph.crop_size} px, on {self.device})"
 
 
-def input_images(images: ImageInput | Sequence[ImageInput], max_side: int) -> Iterator[tuple[InputImage, Photo | None]]:
+def input_images(images: ImageInput | Sequence[ImageInput], max_side: int) -> list[tuple[InputImage, Photo | None]]:
     """Each input as an :class:`InputImage` with its decoded :class:`Photo` (``None`` for a file, decoded later),
     keys as fit.py gives them. Raises (naming the input) for a missing path, an array of another dtype or shape and
-    an object of another type; all inputs are checked before the first is yielded."""
+    an object of another type."""
     single = isinstance(images, str | os.PathLike | Image.Image | np.ndarray)
     entries = [images] if single else list(images)
     used: set[str] = set()
@@ -389,7 +388,7 @@ def input_images(images: ImageInput | Sequence[ImageInput], max_side: int) -> It
                             f"{type(entry).__name__}")  # fmt: skip
         key = sample_key(Path(f"image{index}"), None, used)
         checked.append((InputImage(Path(name), key, Path.cwd()), photo))
-    yield from checked
+    return checked
 
 
 def checkpoint_request(component_values: Mapping[str, Any]) -> tuple[dict[str, Any], list[ComponentOption]]:
