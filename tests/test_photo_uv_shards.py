@@ -143,7 +143,7 @@ def test_component_values_apply_to_the_checkpoint_as_in_fit_py(checkpoint, tmp_p
     """With a ckpt, component values apply on top of its components and another option is rejected (as fit.py)."""
     value = "renderer.visibility_tolerance_mm=3"
     cfg = config(checkpoint, "input=x", f"output={tmp_path}", "input_format=face_shards", value)
-    assert build_reconstructor(cfg, [value], landmarker=False).graph.renderer.visibility_tolerance_mm == 3.0
+    assert build_reconstructor(cfg, [value], detect=False).graph.renderer.visibility_tolerance_mm == 3.0
     option = "identity=arcface_iresnet50"
     cfg = config(checkpoint, "input=x", f"output={tmp_path}", "input_format=face_shards", option)
     with pytest.raises(ValueError, match=rf"{option}: ckpt={checkpoint} rebuilds the components it was trained with"):

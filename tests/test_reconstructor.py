@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from hydra import compose, initialize_config_dir
 from PIL import Image
 from skimage import data
 from tiny_checkpoint import TINY_MODEL_OVERRIDES, save_checkpoint, tiny_model_config
 
 import fastganfit
+from fastganfit.cli.reconstructor import build_reconstructor
 from fastganfit.fitting.package_config import instantiate_packaged
 from fastganfit.fitting.pipeline import FitOptions
 from fastganfit.fitting.reconstructor import FaceReconstruction, FaceReconstructor
@@ -146,6 +149,25 @@ def test_component_values_apply_and_other_options_are_rejected_as_in_fit_py(chec
         )
     with pytest.raises(ValueError, match=r"regressor: not a component; components are"):
         FaceReconstructor.from_checkpoint(checkpoint, regressor={"hidden": 8})
+
+
+def test_the_checkpoint_file_is_read_once(checkpoint, monkeypatch) -> None:
+    """By the front door and by fit.py's build (which used to read it three times)."""
+    reads: list[Path] = []
+    load = torch.load
+
+    def counted(file, *args, **kwargs):
+        reads.append(Path(file))
+        return load(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted)
+    FaceReconstructor.from_checkpoint(checkpoint, device="cpu", renderer={"backend": "torch"})
+    assert reads.count(checkpoint) == 1
+    overrides = [f"ckpt={checkpoint}", "image=x.png", "device=cpu", "renderer.visibility_tolerance_mm=4"]
+    with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
+        cfg = compose("fit", overrides=overrides)
+    built = build_reconstructor(cfg, overrides, detect=False)
+    assert reads.count(checkpoint) == 2 and built.graph.renderer.visibility_tolerance_mm == 4.0
 
 
 def test_ganfit_from_the_components(photo) -> None:

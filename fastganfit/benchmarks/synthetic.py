@@ -19,7 +19,7 @@ light chroma error and render-vs-input delta-E go in the same table.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ from fastganfit.fitting.reconstructor import FaceReconstructor
 from fastganfit.fitting.settings import FitSettings
 from fastganfit.geometry.closest_point import TriangleMesh
 from fastganfit.params import FaceParams
-from fastganfit.regression.component_values import ComponentOption
+from fastganfit.regression.component_values import ComponentRequest
 from fastganfit.regression.module import FastGANFitModule
 from fastganfit.render.vertex_colours import render_vertex_colours
 
@@ -131,9 +131,9 @@ class SyntheticBenchmark:
     on ``device`` (``auto``: CUDA when available). ``crop_radius``, ``icp_tolerance`` and
     ``icp_max_iterations`` as in MICC. Error maps use a 0..``max_error_mm`` scale and show ``num_examples`` faces.
     ``model_values``: dotted model config keys set on the checkpoint's config before building it (evaluate.py's
-    component values, e.g. ``{"identity.weights": path}``); ``model_options``: component options named on the
-    command line (``{label, component, config}`` of a :class:`ComponentOption`), which must describe the trained
-    components (checked when the checkpoint is read).
+    component values, e.g. ``{"identity.weights": path}``), or a :class:`ComponentRequest` with those and the
+    component options named on the command line, which must describe the trained components (checked when the
+    checkpoint is read).
     The last ``coloured_fraction`` of the faces are lit by coloured light (``SyntheticSettings.light_tint`` =
     ``light_tint``), the others by the training data's near-white light; the colour errors cover both.
     """
@@ -153,8 +153,7 @@ class SyntheticBenchmark:
         map_size: int = 192,
         device: str = "auto",
         progress: bool = True,
-        model_values: Mapping[str, Any] | None = None,
-        model_options: Sequence[Mapping[str, Any]] = (),
+        model_values: Mapping[str, Any] | ComponentRequest | None = None,
         light_tint: float = LIGHT_TINT,
         coloured_fraction: float = 0.5,
     ) -> None:
@@ -178,14 +177,13 @@ class SyntheticBenchmark:
         self.max_error_mm, self.num_examples, self.map_size = max_error_mm, min(num_examples, n), map_size
         self.device = select_device(device)
         self.progress = progress
-        self.model_values = dict(model_values or {})
-        self.model_options = [ComponentOption(**option) for option in model_options]
+        self.model = model_values if isinstance(model_values, ComponentRequest) else ComponentRequest(model_values)
         self.light_tint = float(light_tint)
         self.coloured_from = n - round(coloured_fraction * n)
 
     def run(self) -> EvaluationReport:
         """Reconstruct the held-out faces with every method, score them, and build the report with its figures."""
-        module = FaceReconstructor.load_checkpoint(self.ckpt, self.model_values, self.model_options,
+        module = FaceReconstructor.load_checkpoint(self.ckpt, self.model.values, self.model.options,
                                                    device=self.device).regressor
         methods = reconstruction_methods(module, self.refine_settings)
         white = SyntheticFaceSource(self.seed, module.graph.crop_size)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from omegaconf.errors import MissingMandatoryValue
 from fastganfit.benchmarks.report import write_report
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.components import checkpoint_request, component_overrides
+from fastganfit.regression.component_values import ComponentRequest
 from fastganfit.training.loggers import close_loggers
 from fastganfit.training.tracking import log_evaluation, open_run
 
@@ -38,10 +38,10 @@ log = logging.getLogger(__name__)
 
 
 def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
-    """``{"model_values": ..., "model_options": ...}`` for the benchmark's constructor when ``overrides`` name
-    components (none: ``{}``): the values to set on its checkpoint's components and the options, checked against them
-    when the benchmark reads the checkpoint (:class:`~fastganfit.FaceReconstructor`). ``ValueError`` for any
-    component override when the benchmark has no ckpt."""
+    """``{"model_values": ComponentRequest}`` for the benchmark's constructor when ``overrides`` name components
+    (none: ``{}``): the values to set on its checkpoint's components and the options, checked against them when the
+    benchmark reads the checkpoint (:class:`~fastganfit.FaceReconstructor`). ``ValueError`` for any component
+    override when the benchmark has no ckpt."""
     choices, values = component_overrides(overrides)
     if not choices and not values:
         return {}
@@ -51,8 +51,7 @@ def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
             f"{' '.join(given)}: this benchmark scores reconstructions already written and builds no model; "
             "component overrides apply to a ckpt's model (benchmark=synthetic)"
         )
-    values, options = checkpoint_request(cfg, overrides)
-    return {"model_values": values, "model_options": [asdict(option) for option in options]}
+    return {"model_values": ComponentRequest(*checkpoint_request(cfg, overrides))}
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")

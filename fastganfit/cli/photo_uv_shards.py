@@ -87,7 +87,7 @@ def run_part(
     if threads is not None:
         torch.set_num_threads(threads)
     photos = cfg.input_format == "photos"
-    reconstructor = build_reconstructor(cfg, overrides, landmarker=photos)
+    reconstructor = build_reconstructor(cfg, overrides, detect=photos)
     runner = reconstructor.runner(bool(cfg.refine), detect=photos)
     graph = reconstructor.graph
     extractor = photo_texture_extractor(graph, int(cfg.resolution), str(cfg.photo_light))

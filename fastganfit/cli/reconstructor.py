@@ -31,13 +31,13 @@ def fit_options(cfg: DictConfig, **given: Any) -> FitOptions:
 
 
 def build_reconstructor(
-    cfg: DictConfig, overrides: Sequence[str] = (), landmarker: bool = True, **options: Any
+    cfg: DictConfig, overrides: Sequence[str] = (), detect: bool = True, **options: Any
 ) -> FaceReconstructor:
     """The reconstructor of ``cfg`` (``ckpt``, ``device``, ``landmarks``, ``refinement``, ``ganfit``, the components
     and the FitOptions keys; ``options`` override those); ``overrides``: the command line's, whose component values
-    apply on top of the checkpoint's components. ``landmarker=False``: none (aligned crops only)."""
+    apply on top of the checkpoint's components. ``detect=False``: no landmarker (aligned crops only)."""
     settings = fit_options(cfg, **options)
-    detector = instantiate(cfg.landmarks) if landmarker else None
+    detector = instantiate(cfg.landmarks) if detect else None
     if cfg.ckpt is not None:
         values, component_options = checkpoint_request(cfg, overrides)
         return FaceReconstructor.load_checkpoint(

@@ -43,6 +43,19 @@ class ComponentOption:
     config: Mapping[str, Any]
 
 
+class ComponentRequest:
+    """What a command line asks of a checkpoint's components: ``values`` (dotted model config keys) and ``options``
+    (checked against the trained components). A plain class, not a dataclass, so that Hydra's ``instantiate`` hands
+    it to a target unchanged (a dataclass becomes a config, whose options' ``_target_`` keys would be built)."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None, options: Sequence[ComponentOption] = ()) -> None:
+        self.values = dict(values or {})
+        self.options = tuple(options)
+
+    def __repr__(self) -> str:
+        return f"ComponentRequest(values={self.values!r}, options={list(self.options)!r})"
+
+
 def selected(config: Mapping[str, Any], path: str) -> Any:
     """The entry at dotted ``path`` of nested mappings ``config`` (``None`` when absent)."""
     entry: Any = config
