@@ -20,7 +20,6 @@ import torch
 from common import write_section
 from hydra.utils import instantiate
 from matplotlib import cbook
-from omegaconf import OmegaConf
 from PIL import Image
 from skimage import data
 
@@ -28,20 +27,16 @@ from fastganfit.benchmarks.colour import masked_delta_e
 from fastganfit.benchmarks.synthetic import SyntheticBenchmark
 from fastganfit.fitting.faces import crop_largest_face, graph_crop_template
 from fastganfit.fitting.optimise import refine, regress
+from fastganfit.fitting.package_config import packaged_fit_config
+from fastganfit.fitting.reconstructor import FaceReconstructor
+from fastganfit.fitting.settings import FitSettings
 from fastganfit.perception.landmarks import DlibLandmarker
-from fastganfit.regression.checkpoint import load_fast_ganfit
-
-CONF = Path(__file__).resolve().parent.parent / "fastganfit" / "conf"
 
 
-def refine_settings(overrides: list[str]) -> object:
-    """conf/fit/refine.yaml with its loss defaults, plus dotted ``overrides``, instantiated (FitSettings)."""
-    config = OmegaConf.load(CONF / "fit" / "refine.yaml")
-    config.pop("defaults")
-    config.stages.align.loss = OmegaConf.load(CONF / "loss" / "fast_align.yaml")
-    config.stages.full.loss = OmegaConf.merge(OmegaConf.load(CONF / "loss" / "fast_full.yaml"), config.stages.full.loss)
-    config = OmegaConf.merge(config, OmegaConf.from_dotlist(overrides))
-    return instantiate(config, _convert_="all")
+def refine_settings(overrides: list[str]) -> FitSettings:
+    """fit.py's refinement (conf/fit/refine.yaml) with dotted ``overrides`` of it (``stages.full.steps=20``)."""
+    config = packaged_fit_config([f"refinement.{override}" for override in overrides])
+    return instantiate(config.refinement, _convert_="all")
 
 
 def photos() -> dict[str, np.ndarray]:
@@ -50,9 +45,9 @@ def photos() -> dict[str, np.ndarray]:
     return {"astronaut": data.astronaut(), "Grace Hopper": grace}
 
 
-def photo_delta_e(ckpt: str, settings: object) -> dict[str, dict[str, float]]:
+def photo_delta_e(ckpt: str, settings: FitSettings) -> dict[str, dict[str, float]]:
     """``{photo: {method: render delta-E}}`` for regression and regression + GANFit++."""
-    module = load_fast_ganfit(ckpt, torch.device("cpu"))
+    module = FaceReconstructor.from_checkpoint(ckpt, device="cpu").regressor
     graph = module.graph
     landmarker, template = DlibLandmarker(), graph_crop_template(graph, graph.crop_size)
     result = {}

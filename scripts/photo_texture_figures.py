@@ -18,16 +18,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from PIL import Image
 from skimage import data
 
-from fastganfit.cli import CONFIG_DIR
-from fastganfit.cli.fit import build
 from fastganfit.data.synthetic import SyntheticFaceSource, random_background, sample_generator, sample_params
 from fastganfit.fitting.inputs import InputImage
 from fastganfit.fitting.photo_texture import detail_crops, detail_scale, photo_texture_extractor
-from fastganfit.fitting.pipeline import ImageOutcome, Reconstructor, default_log
+from fastganfit.fitting.pipeline import ImageOutcome
+from fastganfit.fitting.reconstructor import FaceReconstructor
 from fastganfit.io.images import save_grid
 from fastganfit.render.camera import YAW
 from fastganfit.texture.photo_uv import PhotoTextureExtractor
@@ -71,20 +69,17 @@ def astronaut_figure(ckpt: Path, refine: bool, path: Path) -> None:
     photo = REPO / "outputs" / "astronaut.png"
     photo.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(data.astronaut()).save(photo)
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("fit", overrides=[f"ckpt={ckpt}", f"image={photo}", f"refine={str(refine).lower()}",
-                                        "device=cpu"])  # fmt: skip
-    graph, module, landmarker, options = build(cfg)
-    runner = Reconstructor(graph, landmarker, options, default_log, module)
+    reconstructor = FaceReconstructor.from_checkpoint(ckpt, device="cpu")
+    runner = reconstructor.runner(refine, faces="largest")
     prepared = runner.prepare(InputImage(photo, "astronaut", photo.parent), ImageOutcome(str(photo)))
-    if prepared is None:
+    if not prepared:
         raise RuntimeError("no face found in the astronaut photo")
     with torch.enable_grad():
-        params, _, crops = runner.fit_batch([prepared])
+        params, _, crops = runner.fit_batch(prepared)
     views = runner.views(crops, params)
-    extractor = photo_texture_extractor(graph, 256, options.photo_light)
+    extractor = photo_texture_extractor(reconstructor.graph, 256, runner.options.photo_light)
     scale = detail_scale(extractor.resolution, runner.crop_size)
-    sharp = detail_crops([prepared.photo.image], [prepared.face.transform], runner.crop_size, scale)
+    sharp = detail_crops([prepared[0].photo.image], [prepared[0].face.transform], runner.crop_size, scale)
     out = extractor(sharp, views.vertices, params.camera, params.light, views.texture)
     crops = F.interpolate(crops, size=(SIZE, SIZE), mode="bicubic", align_corners=False).clamp(0, 1)
     rows = [crops, panel(out.model), panel(masked(out.albedo, out.confidence)), panel(out.confidence),

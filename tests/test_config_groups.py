@@ -262,10 +262,12 @@ def test_evaluate_component_overrides(assets: AssetFiles) -> None:
 
     ckpt = f"ckpt={assets['ckpt']}"
     assert kwargs("benchmark=synthetic", ckpt) == {}
-    backend = kwargs("benchmark=synthetic", ckpt, "renderer.backend=torch")
-    assert backend == {"model_values": {"renderer.backend": "torch"}}
+    backend = kwargs("benchmark=synthetic", ckpt, "renderer.backend=torch")["model_values"]
+    assert backend.values == {"renderer.backend": "torch"} and backend.options == ()
+    arcface = ("benchmark=synthetic", ckpt, "identity=arcface_iresnet50")
+    benchmark = instantiate(compose_config("evaluate", list(arcface)).benchmark, **kwargs(*arcface))
     with pytest.raises(ValueError, match=r"identity=arcface_iresnet50: ckpt=.* rebuilds"):
-        kwargs("benchmark=synthetic", ckpt, "identity=arcface_iresnet50")
+        benchmark.run()  # checked when the benchmark reads its checkpoint, before anything is reconstructed
     with pytest.raises(ValueError, match=r"renderer\.backend=torch: this benchmark scores reconstructions"):
         kwargs("benchmark=micc", "renderer.backend=torch")
 

@@ -22,6 +22,7 @@ from tiny_checkpoint import TINY_MODEL_OVERRIDES, write_tiny_checkpoint
 
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.photo_uv_shards import check, run, run_part
+from fastganfit.cli.reconstructor import build_reconstructor
 from fastganfit.data.synthetic import generate_synthetic_faces
 from fastganfit.data.uv_shards import read_manifest, uv_texture_dataset, write_uv_shards
 from fastganfit.fitting.photo_texture import detail_crops, detail_scale
@@ -136,6 +137,17 @@ def test_bad_options_are_named(checkpoint, tmp_path) -> None:
         check(config(checkpoint, "input=x", f"output={tmp_path}", "photo_light=white"))
     with pytest.raises(ValueError, match="input_format must be one of"):
         check(config(checkpoint, "input=x", f"output={tmp_path}", "input_format=videos"))
+
+
+def test_component_values_apply_to_the_checkpoint_as_in_fit_py(checkpoint, tmp_path) -> None:
+    """With a ckpt, component values apply on top of its components and another option is rejected (as fit.py)."""
+    value = "renderer.visibility_tolerance_mm=3"
+    cfg = config(checkpoint, "input=x", f"output={tmp_path}", "input_format=face_shards", value)
+    assert build_reconstructor(cfg, [value], detect=False).graph.renderer.visibility_tolerance_mm == 3.0
+    option = "identity=arcface_iresnet50"
+    cfg = config(checkpoint, "input=x", f"output={tmp_path}", "input_format=face_shards", option)
+    with pytest.raises(ValueError, match=rf"{option}: ckpt={checkpoint} rebuilds the components it was trained with"):
+        run_part(dict(cfg), 0, [option])
 
 
 def command(script: str, *overrides: str) -> subprocess.CompletedProcess:

@@ -39,10 +39,11 @@ from fastganfit.benchmarks.micc_protocols import NOSE_TIP, micc_pair_error
 from fastganfit.benchmarks.report import EvaluationReport
 from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings
 from fastganfit.fitting.optimise import mean_face_start, refine, regress
+from fastganfit.fitting.reconstructor import FaceReconstructor
 from fastganfit.fitting.settings import FitSettings
 from fastganfit.geometry.closest_point import TriangleMesh
 from fastganfit.params import FaceParams
-from fastganfit.regression.checkpoint import load_fast_ganfit
+from fastganfit.regression.component_values import ComponentRequest
 from fastganfit.regression.module import FastGANFitModule
 from fastganfit.render.vertex_colours import render_vertex_colours
 
@@ -130,7 +131,9 @@ class SyntheticBenchmark:
     on ``device`` (``auto``: CUDA when available). ``crop_radius``, ``icp_tolerance`` and
     ``icp_max_iterations`` as in MICC. Error maps use a 0..``max_error_mm`` scale and show ``num_examples`` faces.
     ``model_values``: dotted model config keys set on the checkpoint's config before building it (evaluate.py's
-    component values, e.g. ``{"identity.weights": path}``).
+    component values, e.g. ``{"identity.weights": path}``), or a :class:`ComponentRequest` with those and the
+    component options named on the command line, which must describe the trained components (checked when the
+    checkpoint is read).
     The last ``coloured_fraction`` of the faces are lit by coloured light (``SyntheticSettings.light_tint`` =
     ``light_tint``), the others by the training data's near-white light; the colour errors cover both.
     """
@@ -150,7 +153,7 @@ class SyntheticBenchmark:
         map_size: int = 192,
         device: str = "auto",
         progress: bool = True,
-        model_values: Mapping[str, Any] | None = None,
+        model_values: Mapping[str, Any] | ComponentRequest | None = None,
         light_tint: float = LIGHT_TINT,
         coloured_fraction: float = 0.5,
     ) -> None:
@@ -174,13 +177,14 @@ class SyntheticBenchmark:
         self.max_error_mm, self.num_examples, self.map_size = max_error_mm, min(num_examples, n), map_size
         self.device = select_device(device)
         self.progress = progress
-        self.model_values = dict(model_values or {})
+        self.model = model_values if isinstance(model_values, ComponentRequest) else ComponentRequest(model_values)
         self.light_tint = float(light_tint)
         self.coloured_from = n - round(coloured_fraction * n)
 
     def run(self) -> EvaluationReport:
         """Reconstruct the held-out faces with every method, score them, and build the report with its figures."""
-        module = load_fast_ganfit(self.ckpt, self.device, self.model_values)
+        module = FaceReconstructor.load_checkpoint(self.ckpt, self.model.values, self.model.options,
+                                                   device=self.device).regressor
         methods = reconstruction_methods(module, self.refine_settings)
         white = SyntheticFaceSource(self.seed, module.graph.crop_size)
         coloured = SyntheticFaceSource(self.seed, module.graph.crop_size, SyntheticSettings(light_tint=self.light_tint))

@@ -20,15 +20,10 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from fastganfit.regression.component_values import COMPONENT_PATHS, ComponentOption, check_component_options
+
 #: Component config group -> its path in the model config (conf/model/fast_ganfit.yaml).
-COMPONENT_GROUPS: dict[str, str] = {
-    "facemodel": "model",
-    "texture": "texture",
-    "identity": "identity",
-    "heatmaps": "heatmaps",
-    "renderer": "renderer",
-    "lighting": "renderer.lighting",
-}
+COMPONENT_GROUPS: dict[str, str] = COMPONENT_PATHS
 
 
 def component_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
@@ -48,40 +43,33 @@ def component_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, 
     return choices, values
 
 
-#: Keys naming an asset file or a cache: they may differ from the checkpoint's (the file moved).
-FILE_KEYS = frozenset({"path", "weights", "model_path", "cache_dir", "landmark_indices", "uv_mesh"})
+def checkpoint_request(cfg: DictConfig, overrides: Sequence[str]) -> tuple[dict[str, Any], list[ComponentOption]]:
+    """The component values of ``overrides`` (dotted model config keys) and the component options they name (as
+    ``cfg`` composes them, values left out), for checking against a checkpoint's components when it is read
+    (:func:`~fastganfit.regression.component_values.check_component_options`). ``ValueError`` for a deletion
+    (``~identity``): a checkpoint's components cannot be removed."""
+    choices, values = component_overrides(overrides)
+    options = []
+    for choice in choices:
+        group = choice.split("=", 1)[0].lstrip("+~")
+        if choice.startswith("~"):
+            raise ValueError(f"{choice}: a checkpoint rebuilds its {COMPONENT_GROUPS[group]!r} component; it cannot "
+                             "be removed")
+        chosen = cfg[group]
+        resolved = OmegaConf.to_container(chosen, resolve=True)
+        given = {key: value for key, value in resolved.items() if not OmegaConf.is_missing(chosen, key)}
+        options.append(ComponentOption(choice, group, given))
+    return values, options
 
 
 def checkpoint_values(
     cfg: DictConfig, overrides: Sequence[str], trained: Mapping[str, Any], ckpt: str
 ) -> dict[str, Any]:
     """The component values of ``overrides`` to set on the ``trained`` model config of ``ckpt`` (dotted model config
-    keys). ``ValueError`` for a component option in ``overrides`` that differs from the trained component: its
-    ``_target_`` or a setting of the option (``cfg``'s composed group, keys set by ``overrides`` and
-    :data:`FILE_KEYS` aside)."""
-    choices, values = component_overrides(overrides)
-    stored = OmegaConf.create(dict(trained))
-    for choice in choices:
-        group = choice.split("=", 1)[0].lstrip("+~")
-        path = COMPONENT_GROUPS[group]
-        component = OmegaConf.select(stored, path)
-        if choice.startswith("~") or not isinstance(component, DictConfig):
-            raise ValueError(f"{choice}: ckpt={ckpt} has no {path!r} component to match it")
-        chosen = cfg[group]
-        for key in chosen:
-            if key in FILE_KEYS or f"{path}.{key}" in values or OmegaConf.is_missing(chosen, key):
-                continue
-            value = OmegaConf.to_container(chosen, resolve=True)[key]
-            if value is None or isinstance(value, dict):
-                continue
-            theirs = OmegaConf.to_container(component, resolve=True).get(key)
-            if value != theirs:
-                raise ValueError(
-                    f"{choice}: ckpt={ckpt} rebuilds the components it was trained with, and its regressor is sized "
-                    f"for them: its {group} has {key}={theirs!r}, the option {value!r}. Drop the option (values such "
-                    "as identity.weights=PATH still apply to the checkpoint's components), train a checkpoint with "
-                    "it, or use fit.py ckpt=null (GANFit)"
-                )
+    keys). ``ValueError`` for a component option in ``overrides`` that differs from the trained component
+    (:func:`checkpoint_request`, :func:`~fastganfit.regression.component_values.check_component_options`)."""
+    values, options = checkpoint_request(cfg, overrides)
+    check_component_options(trained, options, values, ckpt)
     return values
 
 

@@ -7,8 +7,9 @@ the training run of ``ckpt`` (docs/tracking.md). Any object with ``run() -> Eval
 added as a benchmark config.
 
 Component overrides (``identity.weights=PATH``, ``renderer.backend=torch``) apply on top of the model of a
-benchmark's ``ckpt`` (benchmark=synthetic); an option other than the trained one (``identity=...``) is an error,
-and so is any component override for a benchmark without a model (micc, now). See :mod:`fastganfit.cli.components`.
+benchmark's ``ckpt`` (benchmark=synthetic, which builds it with :class:`fastganfit.FaceReconstructor`, reading the
+checkpoint once); an option other than the trained one (``identity=...``) is an error, and so is any component
+override for a benchmark without a model (micc, now). See :mod:`fastganfit.cli.components`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.benchmarks.report import write_report
 from fastganfit.cli import CONFIG_DIR
-from fastganfit.cli.components import checkpoint_values, component_overrides
-from fastganfit.regression.checkpoint import read_model_config
+from fastganfit.cli.components import checkpoint_request, component_overrides
+from fastganfit.regression.component_values import ComponentRequest
 from fastganfit.training.loggers import close_loggers
 from fastganfit.training.tracking import log_evaluation, open_run
 
@@ -37,8 +38,10 @@ log = logging.getLogger(__name__)
 
 
 def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
-    """``{"model_values": ...}`` for the benchmark's constructor when ``overrides`` set component values (none:
-    ``{}``); ``ValueError`` for component options, or any component override when the benchmark has no ckpt."""
+    """``{"model_values": ComponentRequest}`` for the benchmark's constructor when ``overrides`` name components
+    (none: ``{}``): the values to set on its checkpoint's components and the options, checked against them when the
+    benchmark reads the checkpoint (:class:`~fastganfit.FaceReconstructor`). ``ValueError`` for any component
+    override when the benchmark has no ckpt."""
     choices, values = component_overrides(overrides)
     if not choices and not values:
         return {}
@@ -48,10 +51,7 @@ def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
             f"{' '.join(given)}: this benchmark scores reconstructions already written and builds no model; "
             "component overrides apply to a ckpt's model (benchmark=synthetic)"
         )
-    ckpt = cfg.benchmark.ckpt
-    if not ckpt:  # the benchmark says what it needs
-        return {"model_values": values}
-    return {"model_values": checkpoint_values(cfg, overrides, read_model_config(ckpt), str(ckpt))}
+    return {"model_values": ComponentRequest(*checkpoint_request(cfg, overrides))}
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -21,12 +22,12 @@ from typing import Any
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fastganfit.cli import CONFIG_DIR
-from fastganfit.cli.fit import build_graph, resolve_device
+from fastganfit.cli.reconstructor import build_reconstructor
 from fastganfit.fitting.photo_texture import LIGHT_MODES, detail_scale, photo_texture_extractor
 from fastganfit.fitting.photo_uv_shards import (
     INPUT_FORMATS,
@@ -40,8 +41,7 @@ from fastganfit.fitting.photo_uv_shards import (
     summarise,
     write_part,
 )
-from fastganfit.fitting.pipeline import FitOptions, Reconstructor, default_log
-from fastganfit.regression.checkpoint import load_fast_ganfit
+from fastganfit.fitting.pipeline import default_log
 
 NAME = "photo_uv_shards"
 
@@ -73,8 +73,11 @@ def check(cfg: DictConfig) -> None:
     shard_options(cfg)
 
 
-def run_part(config: dict[str, Any], part: int, threads: int | None = None) -> PartRecord:
-    """Run part ``part`` of the (resolved) configuration ``config``; a finished part is read back, not redone."""
+def run_part(
+    config: dict[str, Any], part: int, overrides: Sequence[str] = (), threads: int | None = None
+) -> PartRecord:
+    """Run part ``part`` of the (resolved) configuration ``config``; a finished part is read back, not redone.
+    ``overrides``: the command line's (component values apply on top of a checkpoint's components, as in fit.py)."""
     cfg = OmegaConf.create(config)
     num_parts = int(cfg.num_parts)
     folder = part_folder(cfg.output, part, num_parts)
@@ -83,20 +86,10 @@ def run_part(config: dict[str, Any], part: int, threads: int | None = None) -> P
         return record
     if threads is not None:
         torch.set_num_threads(threads)
-    device = resolve_device(str(cfg.device))
-    if cfg.ckpt is not None:
-        module = load_fast_ganfit(cfg.ckpt, device)
-        graph, start = module.graph, "regressor"
-        settings = instantiate(cfg.refinement, _convert_="all") if cfg.refine else None
-    else:
-        module, graph, start = None, build_graph(cfg, device), "mean_face"
-        settings = instantiate(cfg.ganfit, _convert_="all")
-    options = FitOptions(
-        start=start, settings=settings, batch_size=int(cfg.batch_size), min_face=float(cfg.min_face),
-        max_side=int(cfg.max_side), progress=bool(cfg.progress),
-    )  # fmt: skip
-    landmarker = instantiate(cfg.landmarks) if cfg.input_format == "photos" else None
-    runner = Reconstructor(graph, landmarker, options, default_log, module)
+    photos = cfg.input_format == "photos"
+    reconstructor = build_reconstructor(cfg, overrides, detect=photos)
+    runner = reconstructor.runner(bool(cfg.refine), detect=photos)
+    graph = reconstructor.graph
     extractor = photo_texture_extractor(graph, int(cfg.resolution), str(cfg.photo_light))
     source = OmegaConf.to_container(cfg.input) if OmegaConf.is_list(cfg.input) else str(cfg.input)
     if cfg.input_format == "photos":
@@ -109,19 +102,20 @@ def run_part(config: dict[str, Any], part: int, threads: int | None = None) -> P
     return record
 
 
-def run(cfg: DictConfig) -> list[PartRecord]:
+def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[PartRecord]:
     """Run the part ``cfg.part``, or every part (``cfg.workers`` processes at a time); returns their records. When
-    every part has finished (here or elsewhere), ``summary.json`` lists them and every skipped input."""
+    every part has finished (here or elsewhere), ``summary.json`` lists them and every skipped input. ``overrides``:
+    the command line's (:func:`run_part`)."""
     config = OmegaConf.to_container(cfg, resolve=True)
     parts = [int(cfg.part)] if cfg.part is not None else list(range(int(cfg.num_parts)))
     workers = min(int(cfg.workers), len(parts))
     if workers == 1:
-        records = [run_part(config, part) for part in parts]
+        records = [run_part(config, part, overrides) for part in parts]
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or thread state
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            records = list(pool.map(partial(run_part, config, threads=threads), parts))
+            records = list(pool.map(partial(run_part, config, overrides=list(overrides), threads=threads), parts))
     summarise(cfg.output, int(cfg.num_parts))
     return records
 
@@ -134,7 +128,7 @@ def main(cfg: DictConfig) -> None:
         print(f"{NAME}: error: {error}", file=sys.stderr)
         sys.exit(2)
     try:
-        records = run(cfg)
+        records = run(cfg, HydraConfig.get().overrides.task)
     except (FileNotFoundError, ValueError, InstantiationException) as error:
         print(f"{NAME}: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -59,6 +59,19 @@ def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return np.asarray(resized, dtype=np.uint8), size[0] / width
 
 
+def decoded_photo(image: Image.Image, max_side: int) -> Photo:
+    """A loaded PIL ``image`` as uint8 RGB (a note on any conversion), downscaled to ``max_side`` pixels at most."""
+    if max_side < 16:
+        raise ValueError(f"max_side must be at least 16 pixels, got {max_side}")
+    notes = [note] if (note := conversion_note(image)) else []
+    rgb = to_rgb(image)
+    resized, scale = downscale(rgb, max_side)
+    if scale != 1.0:
+        old, new = rgb.shape[1::-1], resized.shape[1::-1]
+        notes.append(f"downscaled from {old[0]}x{old[1]} to {new[0]}x{new[1]} px (max_side={max_side})")
+    return Photo(resized, scale, tuple(notes))
+
+
 def load_photo(path: str | os.PathLike, max_side: int) -> Photo:
     """Decode ``path`` (EXIF orientation applied) to uint8 RGB, downscaled to ``max_side`` pixels at most.
 
@@ -66,11 +79,12 @@ def load_photo(path: str | os.PathLike, max_side: int) -> Photo:
     """
     if max_side < 16:
         raise ValueError(f"max_side must be at least 16 pixels, got {max_side}")
-    opened = open_image(path)
-    notes = [note] if (note := conversion_note(opened)) else []
-    rgb = to_rgb(opened)
-    image, scale = downscale(rgb, max_side)
-    if scale != 1.0:
-        old, new = rgb.shape[1::-1], image.shape[1::-1]
-        notes.append(f"downscaled from {old[0]}x{old[1]} to {new[0]}x{new[1]} px (max_side={max_side})")
-    return Photo(image, scale, tuple(notes))
+    return decoded_photo(open_image(path), max_side)
+
+
+def array_photo(image: np.ndarray, max_side: int, name: str) -> Photo:
+    """A uint8 RGB array ``[H, W, 3]`` as a :class:`Photo` (downscaled to ``max_side`` pixels at most); ``ValueError``
+    naming the input ``name`` for another dtype or shape."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise ValueError(f"{name}: an image array must be uint8 RGB [H, W, 3], got {image.dtype} {list(image.shape)}")
+    return decoded_photo(Image.fromarray(np.ascontiguousarray(image)), max_side)

@@ -227,11 +227,12 @@ class Reconstructor:
         outcome.error, outcome.folder = reason, None
         self.log(f"error: {outcome.source}: {reason}")
 
-    def prepare(self, item: InputImage, outcome: ImageOutcome) -> list[PreparedImage]:
-        """Load, detect and crop one input's faces; none (failure recorded in ``outcome``) when it cannot be used."""
+    def prepare(self, item: InputImage, outcome: ImageOutcome, photo: Photo | None = None) -> list[PreparedImage]:
+        """Load (unless the decoded ``photo`` is given), detect and crop one input's faces; none (failure recorded in
+        ``outcome``) when it cannot be used."""
         options = self.options
         try:
-            photo = load_photo(item.path, options.max_side)
+            photo = photo or load_photo(item.path, options.max_side)
             outcome.notes += photo.notes
             faces = crop_faces(photo.image, self.landmarker, self.template, self.crop_size, options.min_face,
                                options.faces, options.small_face)
@@ -380,8 +381,8 @@ def reconstruct_images(
     return FitReport(outcomes, skipped, index, time.perf_counter() - started)
 
 
-def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output: Path) -> list[IndexEntry]:
-    """Fit one batch and write each image's files; failures are recorded per image. Returns the index entries."""
+def fit_batch_outputs(runner: Reconstructor, batch: Sequence[PreparedImage]) -> list[tuple[PreparedImage, FaceOutputs]]:
+    """Fit one batch and compute each face's results; failures are recorded per image (and left out)."""
     try:
         params, history, crops = runner.fit_batch(batch)
         views = runner.views(crops, params)
@@ -394,11 +395,21 @@ def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output:
         for image in batch:
             runner.fail(image.outcome, f"fitting failed ({type(error).__name__}: {error})")
         return []
-    entries = []
+    results = []
     keys = [image.key for image in batch]
     for index, image in enumerate(batch):
         try:
-            outputs = runner.outputs(image, index, params, views, reports[index], history, keys, photo)
+            results.append((image, runner.outputs(image, index, params, views, reports[index], history, keys, photo)))
+        except Exception as error:
+            runner.fail(image.outcome, f"could not be written ({type(error).__name__}: {error})")
+    return results
+
+
+def fit_and_write(runner: Reconstructor, batch: Sequence[PreparedImage], output: Path) -> list[IndexEntry]:
+    """Fit one batch and write each image's files; failures are recorded per image. Returns the index entries."""
+    entries = []
+    for image, outputs in fit_batch_outputs(runner, batch):
+        try:
             folder = write_face_outputs(output / image.key, runner.topology, outputs)
         except Exception as error:
             runner.fail(image.outcome, f"could not be written ({type(error).__name__}: {error})")

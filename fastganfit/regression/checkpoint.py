@@ -8,7 +8,8 @@ The config is instantiated with Hydra's ``instantiate``, the tool that wrote it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fastganfit.regression.module import FastGANFitModule, load_regressor_weights
+from fastganfit.reconstruction.graph import COMPONENTS, FaceReconstructionGraph
+from fastganfit.regression.component_values import ComponentOption, check_component_options
+from fastganfit.regression.module import FastGANFitModule, regressor_weights
 
 #: Where train.py stores the resolved model config inside a checkpoint.
 CHECKPOINT_CONFIG_KEY = "fastganfit"
@@ -63,8 +66,28 @@ def build_fast_ganfit_module(model_config: Mapping[str, Any], device: torch.devi
     return module.to(device).eval()
 
 
-def read_model_config(path: str | Path) -> dict[str, Any]:
-    """The model config stored in the checkpoint ``path``.
+def build_graph(model_config: Mapping[str, Any], device: torch.device | str = "cpu") -> FaceReconstructionGraph:
+    """The frozen graph of a model config's components alone (no regressor, e.g. for GANFit), on ``device``."""
+    components = {name: model_config[name] for name in COMPONENTS}
+    target = f"{FaceReconstructionGraph.__module__}.FaceReconstructionGraph.from_components"
+    try:
+        graph = instantiate({"_target_": target, **components}, _convert_="all")
+    except InstantiationException as error:
+        raise ValueError(f"the components could not be built: {error}") from error
+    return graph.to(device)
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """What a checkpoint written by ``train.py`` holds for rebuilding its FastGANFitModule: the model ``config``
+    (old module names updated, :func:`renamed_targets`) and the ``state_dict`` (the regressor's weights among it)."""
+
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+
+
+def read_checkpoint(path: str | Path) -> StoredModel:
+    """The model config and regressor weights of the checkpoint ``path`` (the file is read once).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not a checkpoint,
     not a fastganfit checkpoint, or has no model config.
@@ -87,7 +110,12 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     config = stored.get("model")
     if not isinstance(config, dict) or "_target_" not in config:
         raise ValueError(f"checkpoint {path} has no model config ('{CHECKPOINT_CONFIG_KEY}.model' with a _target_)")
-    return renamed_targets(config)
+    return StoredModel(renamed_targets(config), checkpoint["state_dict"])
+
+
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """The model config stored in the checkpoint ``path`` (errors: :func:`read_checkpoint`)."""
+    return read_checkpoint(path).config
 
 
 def with_values(config: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,19 +131,27 @@ def with_values(config: Mapping[str, Any], values: Mapping[str, Any]) -> dict[st
 
 
 def load_fast_ganfit(
-    path: str | Path, device: torch.device | str = "cpu", values: Mapping[str, Any] | None = None
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    values: Mapping[str, Any] | None = None,
+    options: Sequence[ComponentOption] = (),
 ) -> FastGANFitModule:
-    """The FastGANFitModule of a checkpoint written by ``train.py``: its config instantiated (with
-    ``init_checkpoint=None``), the regressor's weights loaded, on ``device``, in eval mode. ``values``: dotted model
-    config keys set before building (``{"identity.weights": path}``, see :func:`with_values`).
+    """The FastGANFitModule of a checkpoint written by ``train.py`` (the file read once): its config instantiated
+    (with ``init_checkpoint=None``), the regressor's weights loaded, on ``device``, in eval mode. ``values``: dotted
+    model config keys set before building (``{"identity.weights": path}``, see :func:`with_values`); ``options``:
+    component options asked for, checked against the trained components
+    (:func:`~fastganfit.regression.component_values.check_component_options`).
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not a fastganfit
-    checkpoint of a FastGANFitModule (see :func:`read_model_config`).
+    checkpoint of a FastGANFitModule (see :func:`read_checkpoint`) or an option other than the trained one.
     """
-    config = with_values(read_model_config(path), values or {})
+    stored = read_checkpoint(path)
+    values = dict(values or {})
+    check_component_options(stored.config, options, values, str(path))
+    config = with_values(stored.config, values)
     try:
         module = build_fast_ganfit_module(config, "cpu")
     except ValueError as error:
         raise ValueError(f"checkpoint {path}: {error}") from error
-    module.regressor.load_state_dict(load_regressor_weights(path))
+    module.regressor.load_state_dict(regressor_weights(stored.state_dict, f"checkpoint {path}"))
     return module.to(device).eval()

@@ -51,12 +51,17 @@ def load_regressor_weights(path: str | Path) -> dict[str, Tensor]:
             f"init_checkpoint {path} does not exist: give the checkpoint of an alignment run "
             "(`python train.py experiment=fast_align` writes outputs/train/<run>/checkpoints/last.ckpt)"
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return regressor_weights(torch.load(path, map_location="cpu", weights_only=True), f"init_checkpoint {path}")
+
+
+def regressor_weights(checkpoint: Any, source: str) -> dict[str, Tensor]:
+    """The regressor's state dict (its ``regressor.*`` entries) of a loaded ``checkpoint`` (its ``state_dict``, or
+    a state dict itself); ``ValueError`` naming ``source`` when it has none."""
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else {}
     weights = {key[len(REGRESSOR_PREFIX) :]: value for key, value in state.items() if key.startswith(REGRESSOR_PREFIX)}
     if not weights:
         raise ValueError(
-            f"init_checkpoint {path} has no regressor weights (no 'regressor.*' entries in its state_dict): "
+            f"{source} has no regressor weights (no 'regressor.*' entries in its state_dict): "
             "give a checkpoint written by FastGANFitModule (experiment=fast_align)"
         )
     return weights
