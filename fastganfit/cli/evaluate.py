@@ -29,6 +29,7 @@ from omegaconf.errors import MissingMandatoryValue
 from fastganfit.benchmarks.report import write_report
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.components import checkpoint_values, component_overrides
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.regression.checkpoint import read_model_config
 from fastganfit.training.loggers import close_loggers
 from fastganfit.training.tracking import log_evaluation, open_run
@@ -54,6 +55,7 @@ def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
     return {"model_values": checkpoint_values(cfg, overrides, read_model_config(ckpt), str(ckpt))}
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Instantiate ``cfg.benchmark``, run it, print the table and write the results files."""

@@ -31,6 +31,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.components import checkpoint_values, require_component_values
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.fitting.pipeline import FitOptions, reconstruct_images
 from fastganfit.reconstruction.graph import COMPONENTS, FaceReconstructionGraph
 from fastganfit.regression.checkpoint import load_fast_ganfit, read_model_config
@@ -91,6 +92,7 @@ def build(
     return graph, module, instantiate(cfg.landmarks), options
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="fit", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "image"):
@@ -106,16 +108,11 @@ def main(cfg: DictConfig) -> None:
     image = OmegaConf.to_container(cfg.image) if OmegaConf.is_list(cfg.image) else str(cfg.image)
     print(f"fit.py: {options.method} on {graph.device}; results in {output}", file=sys.stderr)
     report = reconstruct_images(image, output, graph, landmarker, options, regressor=module)
-    failed = len(report.failed)
-    index = f"; index: {report.index}" if report.index is not None else ""
-    print(
-        f"fit.py: reconstructed {len(report.written)} of {len(report.outcomes)} images in {report.seconds:.1f} s "
-        f"into {output}{index}" + (f"; {failed} failed" if failed else "")
-    )
+    print(f"fit.py: {report.summary(output)}")
     if tracker is not None:
-        log_fit(tracker, [(str(outcome.source), outcome.folder) for outcome in report.written], failed)
+        log_fit(tracker, [(str(outcome.source), outcome.folder) for outcome in report.written], len(report.failed))
         close_loggers([tracker])
-    sys.exit(1 if failed or not report.written else 0)
+    sys.exit(report.exit_status)
 
 
 if __name__ == "__main__":

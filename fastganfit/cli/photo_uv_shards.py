@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.cli.fit import build_graph, resolve_device
 from fastganfit.fitting.photo_texture import LIGHT_MODES, detail_scale, photo_texture_extractor
 from fastganfit.fitting.photo_uv_shards import (
@@ -126,6 +127,7 @@ def run(cfg: DictConfig) -> list[PartRecord]:
     return records
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name=NAME, version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:

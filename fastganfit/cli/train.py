@@ -23,6 +23,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.components import require_component_values
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.training.checkpoint_config import ModelConfigInCheckpoint
 from fastganfit.training.loggers import (
     close_loggers,
@@ -78,6 +79,7 @@ def train(cfg: DictConfig, init_artifact: str | None = None) -> tuple[Path, str 
     return final, artifact
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.model is None or cfg.data is None:
