@@ -19,6 +19,9 @@ from fastganfit.data.synthetic import generate_synthetic_faces
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 STEPS = 3
+#: Extra stop-only repetitions of the SIGTERM-under-DDP run (default none: the stop-and-resume test below is one);
+#: the stress run of docs/training.md sets ``FASTGANFIT_DDP_STOP_REPEATS=20``.
+STOP_REPEATS = int(os.environ.get("FASTGANFIT_DDP_STOP_REPEATS", "0"))
 
 
 class RegressorWeightsPerRank(L.Callback):
@@ -174,3 +177,18 @@ def test_sigterm_under_ddp_then_resume(tmp_path: Path, monkeypatch: pytest.Monke
     assert all(torch.equal(ranks[1]["end"][name], value) for name, value in ranks[0]["end"].items())
     resumed_start = ranks[0]["start"]
     assert all(torch.equal(saved["state_dict"][f"regressor.{name}"], value) for name, value in resumed_start.items())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repeat", range(STOP_REPEATS))
+def test_sigterm_under_ddp_stops_both_ranks_every_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       repeat: int) -> None:  # fmt: skip
+    """The stop path alone, repeated (``FASTGANFIT_DDP_STOP_REPEATS``): it hung once under load before the ranks
+    agreed on the stop at one point of every step (fastganfit.training.signals)."""
+    shards = tmp_path / "shards"
+    generate_synthetic_faces(shards, n=4, seed=repeat, crop_size=64, max_per_shard=2, progress=False)
+    run_dir = tmp_path / "stopped"
+    run_dir.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    process = start_train(run_dir, shards, "trainer=ddp_cpu")
+    stop_and_check_checkpoint(process, run_dir, lambda p: p.send_signal(signal.SIGTERM))

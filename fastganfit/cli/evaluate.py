@@ -60,7 +60,7 @@ def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     """Instantiate ``cfg.benchmark``, run it, print the table and write the results files."""
     try:
-        tracker = open_run(cfg, "evaluate", cfg.get("ckpt"))
+        tracker = open_run(cfg, "evaluate", cfg.get("ckpt"), HydraConfig.get().runtime.choices.get("benchmark"))
         benchmark = instantiate(cfg.benchmark, **model_values(cfg, HydraConfig.get().overrides.task))
         report = benchmark.run()
     except (InstantiationException, ValueError, FileNotFoundError, MissingMandatoryValue) as error:
