@@ -86,8 +86,8 @@ class RunLogger(WandbLogger):
     def experiment(self) -> Any:
         """The W&B run (started on first use); its artifact files are staged in its own folder from then on."""
         run = super().experiment
-        folder = getattr(run, "dir", None)
-        if folder:
+        folder = getattr(run, "dir", None)  # other ranks get Lightning's DummyExperiment
+        if isinstance(folder, str) and folder:
             os.environ[WANDB_DATA_DIR] = str(Path(folder).parent / "staging")
         return run
 
