@@ -227,7 +227,8 @@ def test_tensorboard_holds_the_same_scalar_names(staged, shards: Path, tmp_path:
     wandb_scalars = {key for row in align.history for key, value in row.items()
                      if key.startswith(("train/", "val/")) and isinstance(value, (int, float))}  # fmt: skip
     assert tensorboard == wandb_scalars and {"train/total", "train/lr", "val/vertex_error_mm"} <= tensorboard
-    assert [event.step for event in events.Images("val/panel")] == [2, 4]
+    assert [event.step for event in events.Images("val/panel")] == [1, 3]  # the steps of the validation scalars
+    assert [event.step for event in events.Scalars("val/vertex_error_mm")] == [1, 3]
 
 
 @pytest.mark.slow

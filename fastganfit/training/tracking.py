@@ -103,8 +103,10 @@ def training_run_name(run_dir: str | Path) -> str:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return Path(run_dir).name
     hydra = HydraConfig.get()
-    swept = set(OmegaConf.select(hydra, "sweeper.params", default=None) or {})
-    swept |= {override.split("=", 1)[0] for override in sys.argv[1:] if "=" in override and "," in override}
+    given = dict(override.split("=", 1) for override in sys.argv[1:] if "=" in override)
+    params = {**(OmegaConf.select(hydra, "sweeper.params", default=None) or {}), **given}
+    swept = {key.lstrip("+") for key, value in params.items()  # a comma outside a list or mapping: a sweep
+             if "," in str(value) and not str(value).startswith(("[", "{"))}  # fmt: skip
     values = [override for override in hydra.overrides.task if override.split("=", 1)[0].lstrip("+") in swept]
     name = f"{hydra.runtime.choices.get('experiment') or hydra.job.name}-{hydra.job.num}"
     return f"{name} {','.join(values)}" if values else name
