@@ -302,6 +302,36 @@ def test_min_face_refuses_and_small_face_notes(run, module, landmarker) -> None:
         FitOptions(small_face=-1)
 
 
+def test_an_output_folder_that_cannot_be_written_fails_every_input_with_one_clear_line(tmp_path, module,
+                                                                                      landmarker) -> None:  # fmt: skip
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()).save(photos / "astronaut.png")
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    output = tmp_path / "blocker" / "out"  # read-only and full folders look alike to the writer (root ignores modes)
+    messages: list[str] = []
+    report = reconstruct_images(photos, output, module.graph, landmarker, FitOptions(progress=False),
+                                messages.append, regressor=module)  # fmt: skip
+    assert report.exit_status == 1 and report.written == [] and report.index is None
+    assert messages[0] == f"error: output folder {output} is not writable (Not a directory)"
+    assert report.failed[0].error == f"not reconstructed: output folder {output} is not writable (Not a directory)"
+    assert report.summary(output).startswith("reconstructed 0 of 1 images in ")
+
+
+def test_an_index_page_that_cannot_be_written_is_reported_after_the_results(tmp_path, module, landmarker) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()).save(photos / "astronaut.png")
+    (tmp_path / "out" / "index.html").mkdir(parents=True)  # the page cannot replace a folder
+    messages: list[str] = []
+    report = reconstruct_images(photos, tmp_path / "out", module.graph, landmarker, FitOptions(progress=False),
+                                messages.append, regressor=module)  # fmt: skip
+    assert [outcome.folder for outcome in report.written] == [tmp_path / "out" / "astronaut"]
+    problem = f"index page {tmp_path / 'out' / 'index.html'} could not be written (Is a directory)"
+    assert report.problems == [problem] and messages[-1] == f"error: {problem}" and report.exit_status == 1
+    assert report.summary(tmp_path / "out").endswith(f"into {tmp_path / 'out'}; {problem}")
+
+
 def test_faces_all_gives_one_result_per_face(run, module, landmarker) -> None:
     root = run[0]
     messages: list[str] = []

@@ -21,11 +21,12 @@ from fastganfit.fitting.index_page import VIEWER_SCRIPT, IndexEntry, IndexPage, 
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, glb_bytes, write_face_outputs
 from fastganfit.fitting.paste_render import paste_render
-from fastganfit.fitting.photos import load_photo
+from fastganfit.fitting.photos import MAX_ASPECT, MIN_PHOTO_SIDE, load_photo
 from fastganfit.fitting.pipeline import FitOptions, subject_batches, subject_of
 from fastganfit.fitting.settings import FitSettings, StageSettings
 from fastganfit.io.atomic_folder import atomic_folder
 from fastganfit.io.mesh_export import read_obj, write_obj
+from fastganfit.perception.detection import DlibCNNDetector, DlibHOGDetector
 from fastganfit.reconstruction.losses import GANFitLoss
 
 # a unit square in the z = 0 plane, two triangles, UVs at its corners
@@ -92,6 +93,30 @@ def test_photos_are_converted_with_a_note_and_large_ones_downscaled(tmp_path: Pa
     (tmp_path / "cut.png").write_bytes((tmp_path / "rgb.png").read_bytes()[:2000])
     with pytest.raises(UnusableInputError, match="unreadable"):
         load_photo(tmp_path / "cut.png", 2048)
+
+
+@pytest.mark.parametrize(("width", "height", "reason"), [
+    (1, 1, "too small to hold a face (1x1 px"), (8, 8, "too small to hold a face (8x8 px"),
+    (64, MIN_PHOTO_SIDE - 1, f"too small to hold a face (64x{MIN_PHOTO_SIDE - 1} px"),
+    (int(MIN_PHOTO_SIDE * MAX_ASPECT) + 1, MIN_PHOTO_SIDE, "too elongated to be a face photo"),
+])  # fmt: skip
+def test_photos_too_small_or_elongated_for_a_detector_are_refused_naming_their_size(
+    tmp_path: Path, width: int, height: int, reason: str
+) -> None:
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(UnusableInputError) as raised:
+        load_photo(tmp_path / "small.png", 2048)
+    assert str(raised.value).startswith(reason) and f"{width}x{height} px" in str(raised.value)
+
+
+def test_detectors_never_run_dlib_on_images_it_cannot_handle() -> None:
+    """dlib's CNN detector raises ("Filter windows must be small enough") or crashes on 9 px images; the detectors
+    find no face there instead, also when a long strip shrinks below that in the detection copy."""
+    rng = np.random.default_rng(0)
+    cnn, hog = DlibCNNDetector(max_side=64), DlibHOGDetector(max_side=64)
+    for height, width in [(1, 1), (4, 4), (8, 8), (9, 9), (2, 64), (64, 8), (640, 8)]:
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        assert cnn.detect(image) == [] and hog.detect(image) == []
 
 
 # ---------------------------------------------------------------------------------------------- settings

@@ -7,8 +7,10 @@ import importlib.metadata
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from wandb.proto import wandb_internal_pb2
 
 from fastganfit.data.synthetic import generate_synthetic_faces
 from fastganfit.io.mesh_export import read_obj
-from fastganfit.training.loggers import RunLogger, close_loggers, start_tracking
+from fastganfit.training.loggers import RunLogger, close_loggers, exit_code_of, start_tracking
 from fastganfit.training.run_metadata import flatten
 from fastganfit.training.wandb_offline import BLOCK, OfflineRun, find_runs, read_records
 
@@ -47,9 +49,18 @@ def offline_env(root: Path) -> dict[str, str]:
     return env
 
 
-def validation_steps(run: OfflineRun) -> list[int]:
-    """The training steps after which the validation panel was logged (the optimiser steps done)."""
-    return [row["trainer/global_step"] for row in run.history if "val/panel" in row]
+def validation_steps(run: OfflineRun, key: str = "val/panel") -> list[int]:
+    """The steps ``key`` was logged at (a validation's: Lightning's logger step, one less than the optimiser steps
+    done when validation runs after a training batch)."""
+    return [row["trainer/global_step"] for row in run.history if key in row]
+
+
+def assert_validation_steps_align(run: OfflineRun) -> list[int]:
+    """The validation scalars, panel, table and meshes of ``run`` are logged at the same steps; returns them."""
+    steps = validation_steps(run, "val/vertex_error_mm")
+    for key in ("val/panel", "val/faces", "val/meshes"):
+        assert validation_steps(run, key) == steps, key
+    return steps
 
 
 def run_script(script: str, *overrides: str, root: Path) -> subprocess.CompletedProcess:
@@ -120,7 +131,8 @@ def test_staged_run_gives_one_wandb_run_per_stage_in_one_group(staged) -> None:
         assert f"W&B: offline run in {run.folder}; upload it with `wandb sync {run.folder}`" in stderr
     align, full = runs
     assert len(align.values("val/vertex_error_mm")) == 2 and len(full.values("val/vertex_error_mm")) == 1
-    assert validation_steps(align) == [2, 4] and validation_steps(full) == [2]  # each stage counts from 0
+    assert validation_steps(align) == [1, 3] and validation_steps(full) == [1]  # each stage counts from 0
+    assert assert_validation_steps_align(align) == [1, 3] and assert_validation_steps_align(full) == [1]
 
 
 @pytest.mark.slow
@@ -135,6 +147,8 @@ def test_run_config_holds_the_resolved_config_and_metadata(staged) -> None:
         assert config["seed"] == 0 and config["trainer.max_steps"] == (4 if run is align else 2)
         assert len(config["git.commit"]) == 40 and isinstance(config["git.dirty"], bool)
         assert config["versions.torch"] == importlib.metadata.version("torch") and config["machine.cpus"] >= 1
+        assert config["command.experiment"] == "fast_align" and config["command.job"] == "train"
+        assert "logger=wandb" in config["command.overrides"] and "trainer.max_steps=4" in config["command.overrides"]
     assert config["model.phase"] == "full" and align.config["model.phase"] == "align"
     assert full.config["model.init_checkpoint"] == str(run_dir / "align" / "checkpoints" / "last.ckpt")
 
@@ -148,7 +162,7 @@ def test_validation_panel_shows_the_same_faces_at_every_validation(staged) -> No
     assert panels[0]["width"] == 5 * 64 and panels[0]["height"] == 64  # input | render | overlay | UV | side
     files = sorted((align.files / "media" / "images" / "val").glob("panel_*.png"))
     assert files and all(Image.open(path).size == (5 * 64, 64) for path in files)
-    saved = np.asarray(Image.open(run_dir / "align" / "images" / "val_panel_0000004.png").convert("RGB"))
+    saved = np.asarray(Image.open(run_dir / "align" / "images" / "val_panel_0000003.png").convert("RGB"))
     for index, name in enumerate(panels[1]["filenames"]):  # the PNG copy: one row per face, 2 px padding
         logged = np.asarray(Image.open(align.files / name).convert("RGB")).astype(int)
         row = saved[2 + index * 66 : 66 + index * 66, 2 : 2 + 5 * 64].astype(int)
@@ -177,7 +191,7 @@ def test_summary_holds_the_best_validation_error_and_its_step(staged) -> None:
         errors = run.values("val/vertex_error_mm")
         best = int(np.argmin(errors))
         assert run.summary["best/val/vertex_error_mm"] == pytest.approx(errors[best])
-        assert run.summary["best/step"] == validation_steps(run)[best]
+        assert run.summary["best/step"] == validation_steps(run, "val/vertex_error_mm")[best]
 
 
 @pytest.mark.slow
@@ -185,6 +199,11 @@ def test_checkpoints_are_artifacts_with_config_and_metric_and_full_records_align
     run_dir, (align, full), _ = staged
     models = [artifact for artifact in align.artifacts if artifact["type"] == "model"]
     assert models and {artifact["name"] for artifact in models} == {f"model-{align.run_id}"}
+    steps = [artifact["metadata"]["step"] for artifact in models]
+    assert len(steps) == len(set(steps))  # a best and a last file of one step: one artifact
+    for run in (align, full):  # every staged file (checkpoints, tables) lies inside the run's own folder
+        staged_files = [Path(path) for artifact in run.artifacts for path in artifact["files"].values()]
+        assert staged_files and all(path.is_relative_to(run.folder) and path.is_file() for path in staged_files)
     metadata = models[-1]["metadata"]
     assert metadata["config"]["loss.landmark"] == 1.0 and metadata["step"] == 4
     assert metadata["metrics"]["val/vertex_error_mm"] == pytest.approx(align.values("val/vertex_error_mm")[-1])
@@ -208,7 +227,8 @@ def test_tensorboard_holds_the_same_scalar_names(staged, shards: Path, tmp_path:
     wandb_scalars = {key for row in align.history for key, value in row.items()
                      if key.startswith(("train/", "val/")) and isinstance(value, (int, float))}  # fmt: skip
     assert tensorboard == wandb_scalars and {"train/total", "train/lr", "val/vertex_error_mm"} <= tensorboard
-    assert [event.step for event in events.Images("val/panel")] == [2, 4]
+    assert [event.step for event in events.Images("val/panel")] == [1, 3]  # the steps of the validation scalars
+    assert [event.step for event in events.Scalars("val/vertex_error_mm")] == [1, 3]
 
 
 @pytest.mark.slow
@@ -223,6 +243,7 @@ def test_fit_py_logs_its_results_table_in_the_training_runs_group(staged, tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = find_runs(tmp_path / "hydra")
     assert run.group == full.group == "run" and run.job_type == "fit" and run.config["refine"] is True
+    assert run.name == "fit-run-full" and run.exit_code == 0
     assert run.config["training_run.id"] == full.run_id
     assert run.values("fit/results")[0]["nrows"] == 1
     (table,) = run.tables("fit/results")
@@ -257,7 +278,7 @@ def test_evaluate_py_logs_table_curve_and_maps_in_the_training_runs_group(staged
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = find_runs(tmp_path / "run")
-    assert run.group == full.group and run.job_type == "evaluate"
+    assert run.group == full.group and run.job_type == "evaluate" and run.name == "evaluate-synthetic-run-full"
     (table,) = run.tables("evaluate/results")
     written = json.loads((tmp_path / "out" / "results.json").read_text())
     assert table.columns == written["columns"] and [row[0] for row in table.data] == ["mean face", "regression"]
@@ -305,6 +326,7 @@ def test_hydra_multirun_sweep_gives_one_wandb_run_per_job_in_one_group(shards: P
     assert result.returncode == 0, result.stderr[-3000:]
     runs = find_runs(tmp_path / "sweep")
     assert {run.group for run in runs} == {"loss_weights"} and len(runs) == 2
+    assert sorted(run.name for run in runs) == ["fast_full-0 loss.identity=1.0", "fast_full-1 loss.identity=2.0"]
     assert sorted(run.config["loss.identity"] for run in runs) == [1.0, 2.0]
 
 
@@ -345,6 +367,35 @@ def test_watch_logs_gradient_histograms_and_bad_options_are_named(tmp_path: Path
     assert histograms and histograms[0]["_type"] == "histogram" and sum(histograms[0]["values"]) == 3
 
 
+@pytest.mark.parametrize(("exit_code", "state"), [(0, None), (1, "failed"), (143, "stopped")])
+def test_closed_runs_record_how_they_ended_and_say_where_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, exit_code: int, state: str | None
+) -> None:
+    for key, value in offline_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    logger = RunLogger(save_dir=str(tmp_path), project="test")
+    logger.log_metrics({"val/x": 1.0}, step=0)
+    staged = tmp_path / "checkpoint.ckpt"
+    staged.write_bytes(b"weights")
+    artifact = wandb.Artifact("model-test", type="model")
+    artifact.add_file(str(staged), name="model.ckpt")
+    logger.experiment.log_artifact(artifact)
+    close_loggers([logger], exit_code)
+    wandb.teardown()
+    (run,) = find_runs(tmp_path)
+    assert run.exit_code == exit_code and run.preempting == (state == "stopped")
+    stderr = capsys.readouterr().err
+    assert f"W&B: offline run in {run.folder}; upload it with `wandb sync {run.folder}`" in stderr
+    assert (f"W&B: run {run.run_id} marked {state} (exit code {exit_code})" in stderr) == (state is not None)
+    (logged,) = run.artifacts
+    assert Path(logged["files"]["model.ckpt"]).is_relative_to(run.folder)  # staged inside the run's folder
+
+
+def test_exit_codes_of_stopped_and_failed_runs() -> None:
+    assert exit_code_of(None) == 0 and exit_code_of(RuntimeError("x")) == 1 and exit_code_of(KeyboardInterrupt()) == 130
+    assert exit_code_of(SystemExit(143)) == 143 and exit_code_of(SystemExit(None)) == 0
+
+
 def test_docs_tracking_commands_compose() -> None:
     """Every train.py / fit.py / evaluate.py command of docs/tracking.md composes (the submitit launcher,
     an optional plugin, aside)."""
@@ -363,3 +414,46 @@ def test_docs_tracking_commands_compose() -> None:
         assert cfg.logger._target_ == "fastganfit.training.loggers.RunLogger", command
         composed += 1
     assert composed == 6
+
+
+@pytest.mark.slow
+def test_stopped_staged_run_is_marked_and_its_resume_continues_the_same_wandb_run(shards: Path, tmp_path: Path) -> None:
+    """The acceptance run of issue 28: a staged logger=wandb run stopped by SIGTERM in its first stage, resumed with
+    ckpt_path=, read back from its offline files."""
+    run_dir = tmp_path / "run"
+
+    def command(align_steps: int) -> list[str]:
+        stages = STAGES.replace("align:{trainer:{max_steps:4}}", f"align:{{trainer:{{max_steps:{align_steps}}}}}")
+        return ["experiment=fast_align", "logger=wandb", f"hydra.run.dir={run_dir}", *tiny_train_overrides(shards),
+                "callbacks.checkpoint.every_n_train_steps=1000", *VALIDATE_EVERY_2, stages]  # fmt: skip
+
+    log = tmp_path / "stopped.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *command(1000)], cwd=REPO,
+                                   env=offline_env(tmp_path), stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + 400
+        while not list(run_dir.glob("align/images/train_reconstruction_0000004.png")):  # validated at step 2
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=300) == 143, log.read_text()[-3000:]
+    stopped_log = log.read_text()
+    checkpoint = run_dir / "align" / "checkpoints" / "last.ckpt"
+    step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
+    resumed = run_script("train.py", *command(step + 3), f"ckpt_path={checkpoint}", root=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    stopped, continued, full = find_runs(run_dir)
+    assert "W&B: run " + stopped.run_id + " marked stopped (exit code 143)" in stopped_log
+    assert f"upload it with `wandb sync {stopped.folder}`" in stopped_log
+    assert stopped.exit_code == 143 and stopped.preempting and continued.exit_code == 0 and full.exit_code == 0
+    assert continued.run_id == stopped.run_id and continued.name == stopped.name == "run-align"
+    assert full.run_id != stopped.run_id and full.job_type == "full"
+    before, after = assert_validation_steps_align(stopped), assert_validation_steps_align(continued)
+    assert before and after and min(after) > max(before)  # the resume goes on from the stopped step
+    assert min(row["trainer/global_step"] for row in continued.history) >= step - 1
+    assert_validation_steps_align(full)
+    errors = stopped.values("val/vertex_error_mm") + continued.values("val/vertex_error_mm")
+    steps = before + after
+    assert continued.summary["best/val/vertex_error_mm"] == pytest.approx(min(errors))  # the best of both parts
+    assert continued.summary["best/step"] == steps[int(np.argmin(errors))]

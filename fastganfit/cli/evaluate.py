@@ -30,6 +30,7 @@ from omegaconf.errors import MissingMandatoryValue
 from fastganfit.benchmarks.report import write_report
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.components import checkpoint_request, component_overrides
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.regression.component_values import ComponentRequest
 from fastganfit.training.loggers import close_loggers
 from fastganfit.training.tracking import log_evaluation, open_run
@@ -54,11 +55,12 @@ def model_values(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, Any]:
     return {"model_values": ComponentRequest(*checkpoint_request(cfg, overrides))}
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Instantiate ``cfg.benchmark``, run it, print the table and write the results files."""
     try:
-        tracker = open_run(cfg, "evaluate", cfg.get("ckpt"))
+        tracker = open_run(cfg, "evaluate", cfg.get("ckpt"), HydraConfig.get().runtime.choices.get("benchmark"))
         benchmark = instantiate(cfg.benchmark, **model_values(cfg, HydraConfig.get().overrides.task))
         report = benchmark.run()
     except (InstantiationException, ValueError, FileNotFoundError, MissingMandatoryValue) as error:

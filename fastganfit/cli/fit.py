@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.cli.reconstructor import build_reconstructor
 from fastganfit.training.loggers import close_loggers
 from fastganfit.training.tracking import log_fit, open_run
@@ -34,6 +35,7 @@ from fastganfit.training.tracking import log_fit, open_run
 SUBJECTS = {False: "none", True: "all", "folder": "folder"}
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="fit", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "image"):
@@ -52,16 +54,11 @@ def main(cfg: DictConfig) -> None:
     image = OmegaConf.to_container(cfg.image) if OmegaConf.is_list(cfg.image) else str(cfg.image)
     print(f"fit.py: {method} on {reconstructor.device}; results in {output}", file=sys.stderr)
     report = reconstructor.reconstruct_to_folder(image, output, refine=cfg.refine)
-    failed = len(report.failed)
-    index = f"; index: {report.index}" if report.index is not None else ""
-    print(
-        f"fit.py: reconstructed {len(report.written)} of {len(report.outcomes)} images in {report.seconds:.1f} s "
-        f"into {output}{index}" + (f"; {failed} failed" if failed else "")
-    )
+    print(f"fit.py: {report.summary(output)}")
     if tracker is not None:
-        log_fit(tracker, [(str(outcome.source), outcome.folder) for outcome in report.written], failed)
+        log_fit(tracker, [(str(outcome.source), outcome.folder) for outcome in report.written], len(report.failed))
         close_loggers([tracker])
-    sys.exit(1 if failed or not report.written else 0)
+    sys.exit(report.exit_status)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.cli.reconstructor import build_reconstructor
 from fastganfit.fitting.photo_texture import LIGHT_MODES, detail_scale, photo_texture_extractor
 from fastganfit.fitting.photo_uv_shards import (
@@ -120,6 +121,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[PartRecord]:
     return records
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name=NAME, version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.cli.options import (
     OptionError,
     choice,
@@ -75,6 +76,7 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_command(COMMAND, run, cfg)

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.cli.options import integer, require, run_command, shard_options, text
 from fastganfit.data.face_shards import save_face_preview
 from fastganfit.data.synthetic import generate_synthetic_faces
@@ -57,6 +58,7 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="synthetic", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_command(COMMAND, run, cfg)

@@ -23,9 +23,11 @@ from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.cli.components import require_component_values
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.training.checkpoint_config import ModelConfigInCheckpoint
 from fastganfit.training.loggers import (
     close_loggers,
+    exit_code_of,
     prepare_logger_environment,
     stage_logger_config,
     start_tracking,
@@ -33,6 +35,7 @@ from fastganfit.training.loggers import (
 )
 from fastganfit.training.run_metadata import run_metadata
 from fastganfit.training.stages import chain_from, resume_point, stage_configs
+from fastganfit.training.tracking import resume_logger_config, training_run_name
 
 EXPERIMENTS = "demo, fast_align, fast_full, texture_gan, texture_gan_procedural"
 
@@ -55,6 +58,7 @@ def train(cfg: DictConfig, init_artifact: str | None = None) -> tuple[Path, str 
     L.seed_everything(cfg.seed, workers=True)
     module = build_model(cfg.model)
     prepare_logger_environment(OmegaConf.select(cfg, "logger._target_"))
+    resume_logger_config(cfg.get("logger"), cfg.ckpt_path)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [instantiate(callback) for callback in (cfg.get("callbacks") or {}).values()]
     callbacks.append(ModelConfigInCheckpoint(OmegaConf.to_container(cfg.model, resolve=True)))
@@ -62,10 +66,15 @@ def train(cfg: DictConfig, init_artifact: str | None = None) -> tuple[Path, str 
     metadata = run_metadata(OmegaConf.to_container(cfg, resolve=True))
     if init_artifact is not None:
         metadata["lineage.init_artifact"] = init_artifact
+    datamodule = instantiate(cfg.data, _convert_="all")
     if trainer.is_global_zero:
         start_tracking(trainer.loggers, module, metadata, init_artifact)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    except BaseException as error:  # stopped or failed: the W&B run says so, and where it is
+        if trainer.is_global_zero:
+            close_loggers(trainer.loggers, exit_code_of(error))
+        raise
     final = Path(str(cfg.run_dir)) / "checkpoints" / "last.ckpt"
     partial = final.with_name(f".{final.name}.partial")
     trainer.save_checkpoint(partial)
@@ -78,6 +87,7 @@ def train(cfg: DictConfig, init_artifact: str | None = None) -> tuple[Path, str 
     return final, artifact
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.model is None or cfg.data is None:
@@ -94,7 +104,7 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     artifact = None
-    run_name = Path(str(cfg.run_dir)).name
+    run_name = training_run_name(str(cfg.run_dir))
     for name, stage in stages:
         if name:
             print(f"stage {name!r}: writing to {stage.run_dir}", file=sys.stderr)

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.cli.exit_status import exit_status
 from fastganfit.cli.options import OptionError, integer, require, run_command, shard_options, text
 from fastganfit.data.uv_shards import ConvertOptions, NoSamplesError, convert_folder
 
@@ -54,6 +55,7 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
+@exit_status
 @hydra.main(config_path=str(CONFIG_DIR), config_name="uv_shards", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_command(COMMAND, run, cfg)

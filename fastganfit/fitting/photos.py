@@ -1,4 +1,6 @@
-"""Input photos: decoded to 8-bit RGB (with a note on any conversion) and very large ones downscaled."""
+"""Input photos: checked (size, aspect, channels, decoded pixels), decoded to 8-bit RGB (with a note on any
+conversion) and very large ones downscaled. A photo that passes :func:`check_photo` is one every face detector
+can take (dlib's CNN detector fails, sometimes with a crash of the process, on images of 9 px or less)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from fastganfit.data.prepare import open_image, to_rgb
+from fastganfit.data.prepare import UnusableInputError, open_image, to_rgb
+
+#: The shorter side a photo must have: no detector finds a face in fewer pixels (dlib's find ~40 px faces with
+#: one upsampling), and dlib's CNN detector fails on images of 9 px or less.
+MIN_PHOTO_SIDE = 32
+#: The longest side over the shortest a photo may have: a face photo is never a strip; a longer one would shrink
+#: below :data:`MIN_PHOTO_SIDE` in the detectors' copy (at most ``max_side`` pixels long).
+MAX_ASPECT = 10.0
 
 MODE_NAMES = {
     "1": "black-and-white",
@@ -59,12 +68,37 @@ def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return np.asarray(resized, dtype=np.uint8), size[0] / width
 
 
+def check_photo(width: int, height: int) -> None:
+    """Raise :class:`~fastganfit.data.prepare.UnusableInputError` naming the size when a ``width`` x ``height``
+    photo is too small (shorter side below :data:`MIN_PHOTO_SIDE`) or too elongated (beyond :data:`MAX_ASPECT`)."""
+    if min(width, height) < MIN_PHOTO_SIDE:
+        raise UnusableInputError(
+            f"too small to hold a face ({width}x{height} px; photos need at least {MIN_PHOTO_SIDE} px on each side)"
+        )
+    aspect = max(width, height) / min(width, height)
+    if aspect > MAX_ASPECT:
+        raise UnusableInputError(
+            f"too elongated to be a face photo ({width}x{height} px, aspect {aspect:.1f}:1; at most {MAX_ASPECT:g}:1)"
+        )
+
+
+def check_decoded(rgb: np.ndarray, width: int, height: int) -> None:
+    """Raise :class:`~fastganfit.data.prepare.UnusableInputError` unless ``rgb`` is uint8 ``[height, width, 3]``
+    (every pixel the file's header announces, three channels)."""
+    if rgb.dtype != np.uint8 or rgb.shape != (height, width, 3):
+        raise UnusableInputError(
+            f"decoded to {rgb.dtype} {list(rgb.shape)}, not the {width}x{height} RGB pixels its header announces"
+        )
+
+
 def decoded_photo(image: Image.Image, max_side: int) -> Photo:
     """A loaded PIL ``image`` as uint8 RGB (a note on any conversion), downscaled to ``max_side`` pixels at most."""
     if max_side < 16:
         raise ValueError(f"max_side must be at least 16 pixels, got {max_side}")
+    check_photo(*image.size)
     notes = [note] if (note := conversion_note(image)) else []
     rgb = to_rgb(image)
+    check_decoded(rgb, *image.size)
     resized, scale = downscale(rgb, max_side)
     if scale != 1.0:
         old, new = rgb.shape[1::-1], resized.shape[1::-1]
@@ -75,7 +109,8 @@ def decoded_photo(image: Image.Image, max_side: int) -> Photo:
 def load_photo(path: str | os.PathLike, max_side: int) -> Photo:
     """Decode ``path`` (EXIF orientation applied) to uint8 RGB, downscaled to ``max_side`` pixels at most.
 
-    Raises :class:`~fastganfit.data.prepare.UnusableInputError` (not an image, unreadable) with the reason.
+    Raises :class:`~fastganfit.data.prepare.UnusableInputError` (not an image, unreadable, too small, too
+    elongated: :func:`check_photo`) with the reason and the size.
     """
     if max_side < 16:
         raise ValueError(f"max_side must be at least 16 pixels, got {max_side}")

@@ -42,6 +42,7 @@ from fastganfit.fitting.report_image import report_images
 from fastganfit.fitting.settings import FitSettings
 from fastganfit.fitting.views import FaceViews, ViewRenderer
 from fastganfit.io.images import image_to_uint8, png_bytes
+from fastganfit.io.output_folder import output_folder_problem
 from fastganfit.params import FaceParams
 from fastganfit.perception.landmarks import Landmarker
 from fastganfit.reconstruction.graph import FaceReconstructionGraph
@@ -124,12 +125,14 @@ class ImageOutcome:
 
 @dataclass
 class FitReport:
-    """A run's outcomes (in input order), notes on skipped files, the ``index`` page (if any) and its duration."""
+    """A run's outcomes (in input order), notes on skipped files, the ``index`` page (if any), its duration and
+    ``problems`` of the run itself (an output folder that cannot be written, an index page that could not be)."""
 
     outcomes: list[ImageOutcome]
     skipped: list[ImageOutcome]
     index: Path | None
     seconds: float
+    problems: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ImageOutcome]:
@@ -140,6 +143,19 @@ class FitReport:
     def written(self) -> list[ImageOutcome]:
         """Inputs with a result folder."""
         return [outcome for outcome in self.outcomes if outcome.folder is not None]
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every input was reconstructed (and the index written), else 1 (docs/fitting.md, "Exit status")."""
+        return 1 if self.failed or self.problems or not self.written else 0
+
+    def summary(self, output: Path) -> str:
+        """The run's closing line: how many images were reconstructed, where, and what failed."""
+        index = f"; index: {self.index}" if self.index is not None else ""
+        failed = f"; {len(self.failed)} failed" if self.failed else ""
+        problems = "".join(f"; {problem}" for problem in self.problems)
+        return (f"reconstructed {len(self.written)} of {len(self.outcomes)} images in {self.seconds:.1f} s into "
+                f"{output}{index}{failed}{problems}")  # fmt: skip
 
 
 @dataclass
@@ -354,6 +370,12 @@ def reconstruct_images(
         outcome = ImageOutcome(problem.source)
         runner.fail(outcome, problem.reason)
         outcomes.append(outcome)
+    if (unwritable := output_folder_problem(output)) is not None:
+        log(f"error: {unwritable}")
+        for item in resolved.images:
+            outcomes.append(outcome := ImageOutcome(str(item.path)))
+            runner.fail(outcome, "not reconstructed: " + unwritable)
+        return FitReport(outcomes, [], None, time.perf_counter() - started, [unwritable])
     skipped = [ImageOutcome(problem.source, notes=[problem.reason]) for problem in resolved.skipped]
     for outcome in skipped:
         log(f"note: {outcome.source}: skipped, {outcome.notes[0]}")
@@ -369,7 +391,7 @@ def reconstruct_images(
         for batch in subject_batches(prepared, options.batch_size):
             entries += fit_and_write(runner, batch, output)
             bar.update(len(batch))
-    index = None
+    index, problems = None, []
     if resolved.collection:
         page = IndexPage(
             title,
@@ -377,8 +399,12 @@ def reconstruct_images(
             [(outcome.source, outcome.error) for outcome in outcomes if outcome.error is not None],
             [f"{len(entries)} faces reconstructed from {len(outcomes)} images ({options.method})."],
         )
-        index = write_index(output / "index.html", page, runner.topology)
-    return FitReport(outcomes, skipped, index, time.perf_counter() - started)
+        try:
+            index = write_index(output / "index.html", page, runner.topology)
+        except OSError as error:  # the results are written; the run says the page is missing
+            problems.append(f"index page {output / 'index.html'} could not be written ({error.strerror or error})")
+            log(f"error: {problems[-1]}")
+    return FitReport(outcomes, skipped, index, time.perf_counter() - started, problems)
 
 
 def fit_batch_outputs(runner: Reconstructor, batch: Sequence[PreparedImage]) -> list[tuple[PreparedImage, FaceOutputs]]:

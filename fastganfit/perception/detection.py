@@ -7,7 +7,9 @@ edges, so dlib's rectangle ``left..right`` (inclusive) becomes ``x0 = left - 0.5
 
 Large images are detected on a copy whose longer side is at most ``max_side`` (boxes are mapped back),
 which bounds the detector's cost; faces are still found down to about 80 pixels in that copy, or about
-40 pixels when it is upsampled once (see ``upsample``).
+40 pixels when it is upsampled once (see ``upsample``). An image (or copy) whose shorter side is below
+:data:`MIN_DETECTION_SIDE` holds no detectable face: the detectors return no face without running dlib, whose CNN
+detector fails on such images ("Filter windows must be small enough...", at times a crash of the process).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from PIL import Image
 
 PACKAGE = "face_recognition_models"
 CNN_DETECTOR_FILENAME = "mmod_human_face_detector.dat"
+#: The shorter side below which no detector runs (dlib's CNN detector fails on images of 9 px or less).
+MIN_DETECTION_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,11 @@ def dlib_model_path(filename: str, path: str | Path | None = None) -> Path:
             f"dlib model file {path} does not exist (`pip install face-recognition-models==0.3.0` provides {filename})"
         )
     return path
+
+
+def too_small_to_detect(image: np.ndarray) -> bool:
+    """Whether ``image`` ``[H, W, 3]`` is below :data:`MIN_DETECTION_SIDE` on a side (no face can be found)."""
+    return min(image.shape[:2]) < MIN_DETECTION_SIDE
 
 
 def shrink_for_detection(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
@@ -117,6 +126,8 @@ class DlibHOGDetector(FaceDetector):
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         small, factor = shrink_for_detection(check_image(image), self.max_side)
+        if too_small_to_detect(small):
+            return []
         for upsample in range(self.upsample + 1):
             rectangles, scores, _ = self.detector.run(small, upsample, self.threshold)
             if len(rectangles):
@@ -151,6 +162,8 @@ class DlibCNNDetector(FaceDetector):
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         small, factor = shrink_for_detection(check_image(image), self.max_side)
+        if too_small_to_detect(small):
+            return []
         found = self.detector(small, self.upsample)
         faces = [
             FaceBox(
@@ -189,6 +202,7 @@ def build_detector(name: str = "hog", **options: Any) -> FaceDetector:
 
 
 __all__ = [
+    "MIN_DETECTION_SIDE",
     "CascadeDetector",
     "DlibCNNDetector",
     "DlibHOGDetector",

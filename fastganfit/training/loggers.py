@@ -18,6 +18,11 @@ from omegaconf import DictConfig
 
 WANDB_LOGGER = "fastganfit.training.loggers.RunLogger"
 WATCH_MODES = (None, "gradients", "parameters", "all")
+#: The exit status of a run stopped by a signal (SIGTERM: 128 + 15) and of one stopped by Ctrl+C (128 + 2).
+STOPPED_EXIT_CODES = (143, 130)
+#: Where W&B stages artifact files before upload: ``$WANDB_DATA_DIR/artifacts/staging`` (wandb 0.31,
+#: ``wandb.sdk.artifacts.staging``), read when a file is added, so it can point into each run's own folder.
+WANDB_DATA_DIR = "WANDB_DATA_DIR"
 
 
 def _has_wandb_credentials() -> bool:
@@ -46,6 +51,10 @@ def prepare_logger_environment(logger_target: str | None) -> None:
 class RunLogger(WandbLogger):
     """Lightning's :class:`WandbLogger` for fastganfit runs (``conf/logger/wandb.yaml``).
 
+    Artifact files (checkpoints, tables) are staged inside the run's own folder (``<run folder>/staging``, via
+    ``WANDB_DATA_DIR``), so an offline run folder holds everything ``wandb sync`` uploads; a checkpoint step is
+    uploaded once (a best and a last file of the same step: one artifact with both aliases).
+
     Extra options: ``watch`` (``gradients``, ``parameters`` or ``all``: histograms of the trained module every
     ``watch_every_n_steps`` steps; ``None``: off). ``log_model`` (``True``: the last and best checkpoints when
     training ends; ``"all"``: every checkpoint as it is saved) uploads checkpoints as ``model``-type artifacts
@@ -69,7 +78,18 @@ class RunLogger(WandbLogger):
         self.run_config: dict[str, Any] = {}
         self.validation_metrics: dict[str, float] = {}
         self._uploaded: dict[str, float] = {}
+        self._uploaded_steps: set[int] = set()
+        self._saved_at: dict[str, tuple[float, int]] = {}
         self._pending: dict[int, ModelCheckpoint] = {}
+
+    @property
+    def experiment(self) -> Any:
+        """The W&B run (started on first use); its artifact files are staged in its own folder from then on."""
+        run = super().experiment
+        folder = getattr(run, "dir", None)  # other ranks get Lightning's DummyExperiment
+        if isinstance(folder, str) and folder:
+            os.environ[WANDB_DATA_DIR] = str(Path(folder).parent / "staging")
+        return run
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log ``metrics`` and remember the latest ``val/*`` values for the artifacts' metadata."""
@@ -92,7 +112,12 @@ class RunLogger(WandbLogger):
             self.use_artifact(init_artifact, artifact_type="model")
 
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
-        """``log_model="all"``: upload the new checkpoints now; ``True``: remember the callback for the end."""
+        """Note the step of each file just written; ``log_model="all"``: upload the new checkpoints now; ``True``:
+        remember the callback for the end."""
+        for path in checkpoint_paths(checkpoint_callback):
+            written = Path(path).stat().st_mtime
+            if self._saved_at.get(path, (None, 0))[0] != written:
+                self._saved_at[path] = (written, checkpoint_callback._last_global_step_saved)
         if self.upload_checkpoints == "all":
             self.upload(checkpoint_callback)
         elif self.upload_checkpoints:
@@ -105,37 +130,51 @@ class RunLogger(WandbLogger):
                 self.upload(checkpoint_callback)
 
     def upload(self, checkpoint_callback: ModelCheckpoint) -> None:
-        """Upload the callback's best and last checkpoints (the ones not uploaded since they were written)."""
+        """Upload the callback's best and last checkpoints not uploaded since they were written: one artifact per
+        step (when the best and the last file hold the same step, the best file, aliased ``best`` and ``latest``)."""
         import wandb
 
-        paths = {
-            checkpoint_callback.best_model_path,
-            checkpoint_callback.last_model_path,
-            *checkpoint_callback.best_k_models,
-        }
-        for path in sorted(path for path in paths if path and Path(path).is_file()):
+        best = checkpoint_callback.best_model_path
+        by_step: dict[int, list[str]] = {}
+        for path in sorted(checkpoint_paths(checkpoint_callback), key=lambda path: path != best):
             written = Path(path).stat().st_mtime
             if self._uploaded.get(path) == written:
                 continue
+            recorded, step = self._saved_at.get(path, (None, 0))
+            step = step if recorded == written else checkpoint_callback._last_global_step_saved
+            by_step.setdefault(step, []).append(path)
+        for step, paths in sorted(by_step.items()):
+            for path in paths:
+                self._uploaded[path] = Path(path).stat().st_mtime
+            if step in self._uploaded_steps:
+                continue
             score = checkpoint_callback.best_model_score
             metadata = {
-                "original_filename": Path(path).name,
-                "step": checkpoint_callback._last_global_step_saved,  # the optimiser steps the checkpoint holds
+                "original_filename": Path(paths[0]).name,
+                "files": [Path(path).name for path in paths],
+                "step": step,  # the optimiser steps the checkpoint holds
                 "score": None if score is None else float(score),
                 "monitor": checkpoint_callback.monitor,
                 "metrics": dict(self.validation_metrics),
                 "config": dict(self.run_config),
             }
             artifact = wandb.Artifact(f"model-{self.experiment.id}", type="model", metadata=metadata)
-            artifact.add_file(path, name="model.ckpt")
-            aliases = ["latest", "best"] if path == checkpoint_callback.best_model_path else ["latest"]
+            artifact.add_file(paths[0], name="model.ckpt")
+            aliases = ["latest", "best"] if best in paths else ["latest"]
             self.experiment.log_artifact(artifact, aliases=aliases)
-            self._uploaded[path] = written
+            self._uploaded_steps.add(step)
 
     @property
     def artifact_name(self) -> str | None:
         """``model-<run id>:latest`` once a checkpoint was uploaded, else ``None``."""
         return f"model-{self.experiment.id}:latest" if self._uploaded else None
+
+
+def checkpoint_paths(checkpoint_callback: ModelCheckpoint) -> set[str]:
+    """The existing best, best-k and last checkpoint files of ``checkpoint_callback``."""
+    paths = {checkpoint_callback.best_model_path, checkpoint_callback.last_model_path,
+             *checkpoint_callback.best_k_models}  # fmt: skip
+    return {str(path) for path in paths if path and Path(path).is_file()}
 
 
 def start_tracking(
@@ -180,15 +219,34 @@ def stage_logger_config(logger: DictConfig | None, stage: str, run_name: str) ->
     logger.name = f"{name}-{stage}" if stage else name
 
 
-def close_loggers(loggers: list[Logger]) -> None:
-    """End each W&B run (so the next stage starts a new one) and print one line saying where an offline run
-    is and how to upload it."""
+def exit_code_of(error: BaseException | None) -> int:
+    """The exit code a run ends with: 0 without ``error``; a ``SystemExit``'s own code (143 for a run stopped by a
+    signal, :mod:`fastganfit.training.signals`); 130 for Ctrl+C; 1 for any other error."""
+    if error is None:
+        return 0
+    if isinstance(error, SystemExit):
+        return error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+    return 130 if isinstance(error, KeyboardInterrupt) else 1
+
+
+def close_loggers(loggers: list[Logger], exit_code: int = 0) -> None:
+    """End each W&B run with ``exit_code`` (0: finished; 143 or 130: stopped, also marked preempting, so a resume
+    continues it; else failed) so the next stage starts a new one, and always print where the run is and, for an
+    offline run, how to upload it."""
     for logger in loggers:
         if not isinstance(logger, WandbLogger) or logger._experiment is None:
             continue
         run = logger.experiment
         folder = Path(run.dir).parent
         offline = run.settings.mode == "offline"
-        run.finish()
+        if exit_code in STOPPED_EXIT_CODES:
+            run.mark_preempting()
+        url = getattr(run, "url", None)
+        run.finish(exit_code=exit_code)
+        if exit_code:
+            state = "stopped" if exit_code in STOPPED_EXIT_CODES else "failed"
+            print(f"W&B: run {run.id} marked {state} (exit code {exit_code})", file=sys.stderr)
         if offline:
             print(f"W&B: offline run in {folder}; upload it with `wandb sync {folder}`", file=sys.stderr)
+        else:
+            print(f"W&B: run {url} (local files in {folder})", file=sys.stderr)

@@ -76,7 +76,22 @@ def machine() -> dict[str, Any]:
     }
 
 
+def command_line() -> dict[str, Any]:
+    """``command.*`` of a Hydra job: ``experiment`` (the chosen experiment config, ``None`` for none),
+    ``overrides`` (the command line's, as given) and ``job`` (the entry point's name); ``{}`` outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    hydra = HydraConfig.get()
+    return {
+        "command.experiment": hydra.runtime.choices.get("experiment"),
+        "command.overrides": list(hydra.overrides.task),
+        "command.job": hydra.job.name,
+    }
+
+
 def run_metadata(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened ``config`` (a resolved plain mapping) plus :func:`git_state`, :func:`package_versions` and
-    :func:`machine`."""
-    return {**flatten(config), **git_state(), **package_versions(), **machine()}
+    """The flattened ``config`` (a resolved plain mapping) plus :func:`command_line`, :func:`git_state`,
+    :func:`package_versions` and :func:`machine`."""
+    return {**flatten(config), **command_line(), **git_state(), **package_versions(), **machine()}

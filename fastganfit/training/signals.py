@@ -19,15 +19,24 @@ SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM  # 143, the status of a process ended
 class CheckpointOnSignal(L.Callback):
     """Save ``<dirpath>/<filename>.ckpt`` when a run is stopped by SIGTERM, then let it exit with status 143.
 
-    Lightning (2.x) handles SIGTERM during ``fit``: its handler sets ``trainer.received_sigterm`` (with several
-    local processes, rank 0 forwards the signal to the others and the ranks agree on it at the next step), and
-    the training loop raises ``SIGTERMException`` once the current step is complete (optimiser and schedule
-    stepped, ``global_step`` counted). This callback receives that exception in :meth:`on_exception`, saves a
-    full checkpoint (weights, optimiser, schedule, loops; resume with ``ckpt_path=``) to a temporary file and
-    renames it over the destination, so an existing checkpoint is never left half-written, and sets the exit
-    status to 143 so that scripts and schedulers see an unfinished run (Lightning 2.6 itself exits 0).
-    A SIGTERM that arrives during validation ends the validation early; the checkpoint holds every completed
-    training step. Other exceptions are left alone (their state may be mid-step).
+    Lightning (2.x) handles SIGTERM during ``fit``: its handler sets ``trainer.received_sigterm`` and the training
+    loop raises ``SIGTERMException`` once the current step is complete (optimiser and schedule stepped,
+    ``global_step`` counted). This callback receives that exception in :meth:`on_exception`, saves a full
+    checkpoint (weights, optimiser, schedule, loops; resume with ``ckpt_path=``) to a temporary file and renames it
+    over the destination, so an existing checkpoint is never left half-written, and sets the exit status to 143 so
+    that scripts and schedulers see an unfinished run (Lightning 2.6 itself exits 0). A SIGTERM that arrives during
+    validation ends the validation early; the checkpoint holds every completed training step. Other exceptions are
+    left alone (their state may be mid-step).
+
+    Several processes (DDP): Lightning's own handler is racy. It forwards the signal to the other local ranks and
+    runs a ``broadcast`` inside the signal handler, wherever rank 0 happens to be (mid-step, inside a gradient
+    all-reduce's Python frame, in validation), and each rank then checks its own ``received_sigterm`` at the end
+    of a step: rank 0 can stop after step N and enter the checkpoint's collectives while a rank whose forwarded
+    signal has not landed yet starts step N+1 and waits in another collective, and both wait forever. So from
+    ``on_train_start`` on, this callback's handler only notes the signal (on any rank), and at the end of every
+    training batch the ranks agree on it with one ``reduce_boolean_decision`` (a collective every rank makes at the
+    same point; Lightning already makes one per step); when any rank got the signal every rank sets
+    ``received_sigterm`` there, so all stop after the same step.
 
     ``handle_sigint``: in single-process runs, the first Ctrl+C (SIGINT) during ``fit`` is turned into the same
     clean stop (DataLoader workers forked during ``fit`` ignore it, so they keep serving the last step); a
@@ -43,6 +52,7 @@ class CheckpointOnSignal(L.Callback):
         self._owner_pid: int | None = None
         self._original_sigint: Any = None
         self._sigint_armed = False
+        self._stop_requested = False
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         """Take over SIGINT (single process, main thread only) before the DataLoader workers are forked."""
@@ -50,6 +60,22 @@ class CheckpointOnSignal(L.Callback):
             self._owner_pid = os.getpid()
             self._original_sigint = signal.signal(signal.SIGINT, self._on_sigint)
             self._sigint_armed = True
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Several processes: replace Lightning's SIGTERM handler (installed after ``on_fit_start``) by one that only
+        notes the signal; :meth:`on_train_batch_end` makes the ranks agree on it."""
+        if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
+            self._stop_requested = False
+            signal.signal(signal.SIGTERM, self._note_sigterm)
+
+    def _note_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_requested = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:  # fmt: skip
+        """Several processes: stop every rank after this step when any rank got SIGTERM (one collective per step)."""
+        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(self._stop_requested, all=False):
+            trainer._signal_connector.received_sigterm = True  # Lightning raises SIGTERMException after this step
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() != self._owner_pid:

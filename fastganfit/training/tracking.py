@@ -4,6 +4,7 @@ checkpoint (train.py stores that run's project, group and id in every checkpoint
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
 
 from fastganfit.io.mesh_export import read_obj
@@ -44,9 +45,18 @@ def checkpoint_tracking(path: str | Path | None) -> dict[str, str]:
     return dict(stored.get(TRACKING_KEY) or {}) if isinstance(stored, dict) else {}
 
 
-def open_run(cfg: DictConfig, job_type: str, checkpoint: str | None) -> WandbLogger | None:
-    """The W&B logger of ``cfg.logger`` (``None`` when ``logger`` is null) with the run's config recorded;
-    ``job_type`` and the group of ``checkpoint``'s training run unless the config sets them.
+def run_name(job_type: str, training: dict[str, str], detail: str | None = None) -> str:
+    """A fit or evaluate run's display name: ``<job type>[-<detail>]-<training run name>`` (``fit-mean-face``
+    without a checkpoint), e.g. ``evaluate-micc-demo-full``."""
+    parts = [job_type, detail, training.get("name") or ("mean-face" if job_type == "fit" else None)]
+    return "-".join(part for part in parts if part)
+
+
+def open_run(cfg: DictConfig, job_type: str, checkpoint: str | None, detail: str | None = None) -> WandbLogger | None:
+    """The W&B logger of ``cfg.logger`` (``None`` when ``logger`` is null), not started yet: :func:`log_fit` and
+    :func:`log_evaluation` start the run with its config, so an input error never leaves an empty run. Job type
+    ``job_type``, the group of ``checkpoint``'s training run and a name saying what the run is (:func:`run_name`)
+    unless the config sets them.
 
     Raises ``ValueError`` for a logger other than W&B."""
     if cfg.get("logger") is None:
@@ -59,12 +69,47 @@ def open_run(cfg: DictConfig, job_type: str, checkpoint: str | None) -> WandbLog
     training = checkpoint_tracking(checkpoint)
     settings["job_type"] = settings.get("job_type") or job_type
     settings["group"] = settings.get("group") or training.get("group") or None
+    settings["name"] = settings.get("name") or run_name(job_type, training, detail)
     settings.pop("log_model", None)
     logger = instantiate(settings)
     metadata = run_metadata(OmegaConf.to_container(cfg, resolve=True))
     metadata.update(flatten({"training_run": training}))
-    logger.log_hyperparams(metadata)
+    logger.run_config = metadata
     return logger
+
+
+def start_run(logger: WandbLogger) -> None:
+    """Start the run of :func:`open_run` with its config."""
+    logger.log_hyperparams(getattr(logger, "run_config", {}))
+
+
+def resume_logger_config(logger: DictConfig | None, ckpt_path: str | None) -> None:
+    """A run resumed from ``ckpt_path``: its W&B logger continues the W&B run that wrote the checkpoint (its id,
+    kept in the checkpoint, with ``resume="allow"``), so history and summaries go on in one run."""
+    if logger is None or not is_wandb(logger.get("_target_")):
+        return
+    run_id = checkpoint_tracking(ckpt_path).get("id")
+    if run_id:
+        with open_dict(logger):
+            logger.id, logger.resume = run_id, "allow"
+
+
+def training_run_name(run_dir: str | Path) -> str:
+    """A training run's name: its folder's, or in a Hydra multirun (sweep) ``<experiment>-<job number>`` and the
+    values swept (``fast_full-3 loss.identity=10.0,loss.content=0.2``), where the folder is only the number."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return Path(run_dir).name
+    hydra = HydraConfig.get()
+    given = dict(override.split("=", 1) for override in sys.argv[1:] if "=" in override)
+    params = {**(OmegaConf.select(hydra, "sweeper.params", default=None) or {}), **given}
+    swept = {key.lstrip("+") for key, value in params.items()  # a comma outside a list or mapping: a sweep
+             if "," in str(value) and not str(value).startswith(("[", "{"))}  # fmt: skip
+    values = [override for override in hydra.overrides.task if override.split("=", 1)[0].lstrip("+") in swept]
+    name = f"{hydra.runtime.choices.get('experiment') or hydra.job.name}-{hydra.job.num}"
+    return f"{name} {','.join(values)}" if values else name
 
 
 def _fit_row(folder: Path, source: str) -> tuple[list[Any], dict[str, float]]:
@@ -96,6 +141,7 @@ def log_fit(logger: WandbLogger, results: Sequence[tuple[str, Path]], failed: in
     counts ``fit/reconstructed`` and ``fit/failed``."""
     import wandb
 
+    start_run(logger)
     fitted = [_fit_row(Path(folder), source) for source, folder in results]
     terms = sorted({term for _, objective in fitted for term in objective})
     columns = ["image", "method", "input", "render", "overlay", "texture", "side", "points", *terms]
@@ -111,6 +157,7 @@ def log_evaluation(logger: WandbLogger, report: Report) -> None:
     curve, the error maps) and each numeric cell as a summary value ``evaluate/<row>/<column>``."""
     import wandb
 
+    start_run(logger)
     rows = [[value if isinstance(value, (int, float)) else str(value) for value in row] for row in report.rows]
     metrics: dict[str, Any] = {"evaluate/results": wandb.Table(columns=list(report.columns), data=rows)}
     metrics.update({f"evaluate/{name}": wandb.Image(image) for name, image in report.figures.items()})

@@ -22,6 +22,13 @@ from fastganfit.reconstruction.vertex_error import vertex_error_mm
 COLUMNS = PANELS_PER_ROW + 1  # input | render | overlay | UV texture | side view
 
 
+def logger_step(trainer: L.Trainer) -> int:
+    """The step Lightning gives the metrics it logs now (its logger connector's ``_batches_that_stepped``): during
+    a validation inside ``fit`` one less than ``trainer.global_step`` (Lightning counts the batch after validating),
+    so the panels, tables, meshes and ``best/step`` of a validation land at the step of its ``val/*`` scalars."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
 def panel_rows(result: Reconstruction, side: Tensor) -> Tensor:
     """``[B, 3, H, 5 W]``: per face, input | render | overlay with landmarks | UV texture | ``side [B, 3, H, W]``."""
     render = result.render
@@ -102,7 +109,7 @@ class ValidationPanel(L.Callback):
         rows = panel_rows(result, side).cpu()
         errors = {name: value.cpu() for name, value in face_errors(result, self.faces, module.graph).items()}
         keys = [str(key) for key in self.faces["key"]]
-        step = trainer.global_step
+        step = logger_step(trainer)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 self.log_wandb(logger, folder, rows, keys, errors, result, module, step)
@@ -137,8 +144,9 @@ class ValidationPanel(L.Callback):
 
 
 class BestValidationSummary(L.Callback):
-    """Keep the best value of ``monitor`` (``mode`` min or max) over the run's validations and its step: W&B
-    runs get them in their summary (``best/<monitor>``, ``best/step``), the other loggers as scalars."""
+    """Keep the best value of ``monitor`` (``mode`` min or max) over the run's validations and its step (the logged
+    step of that validation's scalars): W&B runs get them in their summary (``best/<monitor>``, ``best/step``), the
+    other loggers as scalars. The best is kept in checkpoints: a resumed run records it again and goes on from it."""
 
     def __init__(self, monitor: str = "val/vertex_error_mm", mode: str = "min") -> None:
         if mode not in ("min", "max"):
@@ -156,10 +164,22 @@ class BestValidationSummary(L.Callback):
         better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
         if not better:
             return
-        self.best, self.best_step = value, trainer.global_step
+        self.best, self.best_step = value, logger_step(trainer)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 self.record(logger)
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """A resumed run: write the best value restored from its checkpoint to the (resumed) run's summary."""
+        if self.best is not None and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                self.record(logger)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_step = state_dict.get("best"), state_dict.get("best_step")
 
     def record(self, logger: Logger) -> None:
         """Write the best value and its step to ``logger``."""

@@ -79,7 +79,9 @@ class LoggedTable:
 class OfflineRun:
     """The parts of one offline run the tests and figures read: ``config`` (key -> value), ``history`` (one dict
     per logged step), ``summary``, the run's ``group``/``job_type``/``name``/``tags``, the artifacts it logged
-    (``artifacts``: name, type, metadata) and used (``used_artifacts``: names), and its ``files`` folder."""
+    (``artifacts``: name, type, metadata) and used (``used_artifacts``: names), its ``files`` folder, its
+    ``exit_code`` (``None``: the run never finished), whether it was marked ``preempting`` (stopped, to be
+    resumed) and whether it ``resumed`` an earlier run of the same id."""
 
     folder: Path
     run_id: str = ""
@@ -93,6 +95,9 @@ class OfflineRun:
     summary: dict[str, Any] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     used_artifacts: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    preempting: bool = False
+    resumed: bool = False
 
     @property
     def files(self) -> Path:
@@ -128,6 +133,7 @@ def read_run(folder: str | Path) -> OfflineRun:
             run.run_id, run.name, run.group = record.run.run_id, record.run.display_name, record.run.run_group
             run.job_type, run.tags = record.run.job_type, list(record.run.tags)
             run.start_time = record.run.start_time.seconds + record.run.start_time.nanos * 1e-9
+            run.resumed = run.resumed or record.run.resumed
             run.config.update(_items(record.run.config.update))
         elif kind == "config":
             run.config.update(_items(record.config.update))
@@ -140,6 +146,10 @@ def read_run(folder: str | Path) -> OfflineRun:
             metadata = json.loads(artifact.metadata) if artifact.metadata else {}
             files = {entry.path: entry.local_path for entry in artifact.manifest.contents}
             run.artifacts.append({"name": artifact.name, "type": artifact.type, "metadata": metadata, "files": files})
+        elif kind == "exit":
+            run.exit_code = record.exit.exit_code
+        elif kind == "preempting":
+            run.preempting = True
         elif kind == "use_artifact":
             run.used_artifacts.append(record.use_artifact.partial.artifact_name or record.use_artifact.id)
     return run
