@@ -280,13 +280,14 @@ class AssetFiles:
             }  # fmt: skip
             writers[name](path)
 
-    #: The ``paths`` keys (fastganfit/conf/paths/default.yaml) each tiny file stands in for.
+    #: The ``paths`` keys (fastganfit/conf/paths/default.yaml) each tiny file stands in for (heatmap_backbone left
+    #: out: naming it changes every model).
     PATHS: ClassVar[dict[str, str]] = {
         "bfm2009": "bfm2009", "bfm2009_landmarks": "landmarks", "bfm2009_uv": "uv_mesh",
         "bfm2017": "bfm2017", "bfm2017_landmarks": "landmarks", "bfm2017_uv": "uv_mesh",
         "flame": "flame", "flame_landmarks": "landmarks", "flame_uv": "uv_mesh", "facemodel_npz": "npz",
         "arcface_iresnet50": "arcface_iresnet50", "arcface_iresnet100": "arcface_iresnet100", "fan": "fan",
-        "texture_gan": "gan", "texture_pca": "pca", "heatmap_backbone": "timm",
+        "texture_gan": "gan", "texture_pca": "pca",
     }  # fmt: skip
 
     def write_local_paths(self, config_dir: Path) -> Path:

@@ -320,7 +320,8 @@ def test_an_asset_option_builds_from_the_local_paths_file_alone(
     assets.write_local_paths(tmp_path)
     cfg = compose_config("fit", ["image=x.png", f"{group}={option}", *SMALL.get(group, [])])
     require_component_values(cfg)
-    assert {str(cfg.paths[key]) for key in keys} == {str(assets.folder / assets.FILES[assets.PATHS[key]]) for key in keys}
+    named = {str(assets.folder / assets.FILES[assets.PATHS[key]]) for key in keys}
+    assert {str(cfg.paths[key]) for key in keys} == named
     assets.write_referenced(cfg[group])
     built = instantiate(cfg[group], _convert_="all")
     assert type(built).__module__.startswith("fastganfit."), type(built)
