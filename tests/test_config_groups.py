@@ -20,7 +20,7 @@ from tiny_checkpoint import TINY_MODEL_OVERRIDES
 from fastganfit.cli.components import checkpoint_values, component_overrides, require_component_values
 from fastganfit.cli.evaluate import model_values
 from fastganfit.regression.checkpoint import with_values
-from fastganfit.regression.module import FastGANFitModule
+from fastganfit.regression.module import FastGANFitModule, schedule_length
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "fastganfit" / "conf"
@@ -95,7 +95,8 @@ def tiny_overrides(group: str) -> list[str]:
 def test_every_group_folder_is_covered() -> None:
     # sweep: tests/test_tracking.py (composes the sweep into training runs and runs a multirun);
     # hydra (launcher/slurm_gpu): tests/test_cluster_configs.py (composes and instantiates the launcher)
-    covered = {*COMPONENTS, "landmarks", "fit", "benchmark", "components", "sweep", "hydra", "paths", *TRAIN_GROUPS}
+    covered = {*COMPONENTS, "landmarks", "fit", "benchmark", "components", "sweep", "hydra", "paths",
+               "optimizer", "scheduler", *TRAIN_GROUPS}  # fmt: skip
     assert set(GROUPS) == covered, f"config groups without an instantiation test: {set(GROUPS) - covered}"
     assert set(COMPONENTS) == {"facemodel", "texture", "identity", "heatmaps", "lighting", "renderer"}
 
@@ -177,6 +178,23 @@ def test_regressor_timm_weights_file(assets: AssetFiles) -> None:
     loaded = module.regressor.backbone.state_dict()
     key = next(key for key in saved if key.endswith("bn1.weight"))
     torch.testing.assert_close(loaded[key], saved[key])
+
+
+@pytest.mark.parametrize(("group", "option"), group_options("optimizer", "scheduler"))
+def test_optimizer_and_scheduler_options_build(group: str, option: str) -> None:
+    """``<group>@model.<group>=<option>``: the partial lands in the model config and builds an optimiser / a
+    scheduler that steps the learning rate."""
+    cfg = compose_config("train", ["experiment=fast_align", f"{group}@model.{group}={option}"])
+    assert cfg.model[group]._target_ == OmegaConf.load(CONF / group / f"{option}.yaml")._target_
+    optimizer, scheduler = instantiate(cfg.model.optimizer), instantiate(cfg.model.scheduler)
+    built = optimizer([torch.nn.Parameter(torch.zeros(1))])
+    assert isinstance(built, torch.optim.Optimizer)
+    schedule = scheduler(built, **schedule_length(scheduler, 100))
+    assert isinstance(schedule, torch.optim.lr_scheduler.LRScheduler)
+    for _ in range(3):
+        built.step()
+        schedule.step()
+    assert 0 < built.param_groups[0]["lr"] <= cfg.model.optimizer.lr
 
 
 @pytest.mark.parametrize(("group", "option"), group_options("landmarks"))

@@ -70,7 +70,7 @@ def test_train_then_fit_with_licensed_components(case: str, tmp_path: Path) -> N
         "data.batch_size=2", "data.num_workers=0", "data.shuffle_buffer=0", "data.augment=false",
         "renderer.image_size=64", "heatmaps.crop_size=64", "heatmaps.heatmap_size=32",
         "model.regressor.adapter_channels=8", "model.regressor.feature_dim=16", "model.regressor.hidden=16",
-        "model.log_images_every_n_steps=0", "model.warmup_steps=0", "+trainer.enable_progress_bar=false",
+        "model.log_images_every_n_steps=0", "model.scheduler.warmup_steps=0", "+trainer.enable_progress_bar=false",
         "trainer.max_steps=2", *overrides, f"hydra.run.dir={tmp_path / 'run'}",
     ])  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
