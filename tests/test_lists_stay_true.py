@@ -42,3 +42,18 @@ def test_facemodel_docstring_names_its_modules() -> None:
     modules = [path.stem for path in Path(fastganfit.facemodel.__file__).parent.glob("*.py") if path.stem != "__init__"]
     assert [name for name in modules if f"``{name}``" not in doc] == []
     assert "camera" not in doc.split("Cameras")[0], doc
+
+
+#: A measured figure in a comment: a number with a unit of time, error or speed.
+MEASURED = re.compile(r"\d(?:\.\d+)? ?(?:%|mm\b|ms\b|s per|s on|steps/s|minutes?\b|min\b|seconds?\b)")
+
+
+def test_config_comments_hold_no_measured_numbers() -> None:
+    """Measured numbers go stale in YAML comments: they live in BENCHMARKS.md / docs, which the comments point to."""
+    found = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            comment = line.partition("#")[2]
+            if MEASURED.search(comment):
+                found.append(f"{path.relative_to(REPO)}:{number}: {comment.strip()}")
+    assert not found, "measured numbers in config comments (move them to BENCHMARKS.md):\n" + "\n".join(found)
