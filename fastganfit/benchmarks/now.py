@@ -163,7 +163,8 @@ class NowBenchmark:
         progress: bool = True,
     ) -> None:
         meaning = (
-            "the NoW dataset folder holding scans/, scans_lmks_onlypp/, imagepathsvalidation.txt (evaluate.py: paths.now)"
+            "the NoW dataset folder holding scans/, scans_lmks_onlypp/, imagepathsvalidation.txt"
+            " (evaluate.py: paths.now)"
         )
         self.data_dir = require_dir(data_dir, "data_dir", meaning)
         self.reconstructions_dir = require_dir(
