@@ -95,8 +95,9 @@ def tiny_overrides(group: str) -> list[str]:
 def test_every_group_folder_is_covered() -> None:
     # sweep: tests/test_tracking.py (composes the sweep into training runs and runs a multirun);
     # hydra (launcher/slurm_gpu): tests/test_cluster_configs.py (composes and instantiates the launcher)
+    # debug (smoke): tests/test_debug_smoke.py (trains with it)
     covered = {*COMPONENTS, "landmarks", "fit", "benchmark", "components", "sweep", "hydra", "paths",
-               "optimizer", "scheduler", *TRAIN_GROUPS}  # fmt: skip
+               "optimizer", "scheduler", "debug", *TRAIN_GROUPS}  # fmt: skip
     assert set(GROUPS) == covered, f"config groups without an instantiation test: {set(GROUPS) - covered}"
     assert set(COMPONENTS) == {"facemodel", "texture", "identity", "heatmaps", "lighting", "renderer"}
 
