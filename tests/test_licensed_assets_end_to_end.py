@@ -120,4 +120,5 @@ def test_a_missing_asset_stops_train_and_fit_before_any_work(tmp_path: Path) -> 
     assert not (tmp_path / "out").exists()
     unset = run(["train.py", "experiment=fast_align", "facemodel=flame", f"hydra.run.dir={tmp_path / 'run'}"])
     assert unset.returncode == 2, unset.stderr[-2000:]
-    assert "error: facemodel.landmark_indices=..., facemodel.path=... missing" in unset.stderr
+    unset_keys = "error: paths.flame (facemodel.path), paths.flame_landmarks (facemodel.landmark_indices) not set"
+    assert unset_keys in unset.stderr and "no_user_config/local/paths.yaml" in unset.stderr, unset.stderr[-2000:]
