@@ -8,7 +8,7 @@ DEMO_DIR ?= outputs/demo
 DEMO_CKPT := $(DEMO_DIR)/train/full/checkpoints/last.ckpt
 ASTRONAUT = $(shell $(PY) -c "import os, skimage.data; print(os.path.join(skimage.data.data_dir, 'astronaut.png'))")
 
-.PHONY: setup demo faces test lint bench clean
+.PHONY: setup demo faces test lint wheel-check bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+
+# The wheel as users install it (CI runs it after the tests): build it, install it with requirements.txt into a fresh
+# venv, run the console scripts from a folder outside the clone (.ci/wheel_check.sh says what it checks).
+wheel-check:
+	PYTHON=$(PYTHON) .ci/wheel_check.sh
 
 bench: $(STAMP)
 	$(PY) bench/render.py

@@ -279,3 +279,29 @@ class AssetFiles:
                 "timm": write_timm_weights,
             }  # fmt: skip
             writers[name](path)
+
+    #: The ``paths`` keys (fastganfit/conf/paths/default.yaml) each tiny file stands in for (heatmap_backbone left
+    #: out: naming it changes every model).
+    PATHS: ClassVar[dict[str, str]] = {
+        "bfm2009": "bfm2009", "bfm2009_landmarks": "landmarks", "bfm2009_uv": "uv_mesh",
+        "bfm2017": "bfm2017", "bfm2017_landmarks": "landmarks", "bfm2017_uv": "uv_mesh",
+        "flame": "flame", "flame_landmarks": "landmarks", "flame_uv": "uv_mesh", "facemodel_npz": "npz",
+        "arcface_iresnet50": "arcface_iresnet50", "arcface_iresnet100": "arcface_iresnet100", "fan": "fan",
+        "texture_gan": "gan", "texture_pca": "pca",
+    }  # fmt: skip
+
+    def write_local_paths(self, config_dir: Path) -> Path:
+        """A user's local paths file, ``config_dir/local/paths.yaml`` (found with ``FASTGANFIT_CONFIG_DIR=config_dir``),
+        naming these tiny files for every asset key; call :meth:`write_referenced` before building from it."""
+        local = config_dir / "local" / "paths.yaml"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text("".join(f"{key}: {self.folder / self.FILES[name]}\n" for key, name in self.PATHS.items()))
+        return local
+
+    def write_referenced(self, component: object) -> None:
+        """Write the tiny files a composed component config refers to (``${paths.bfm2009}``)."""
+        from omegaconf import OmegaConf
+
+        for key in self.PATHS:
+            if f"${{paths.{key}}}" in str(OmegaConf.to_container(component, resolve=False)):
+                self[self.PATHS[key]]

@@ -27,3 +27,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_paths(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests compose without the user's own asset paths (~/.config/fastganfit/local/paths.yaml, docs/assets.md):
+    ``FASTGANFIT_CONFIG_DIR`` names an empty folder; a test naming files sets it to its own."""
+    monkeypatch.setenv("FASTGANFIT_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "no_user_config"))

@@ -20,12 +20,12 @@ from tiny_checkpoint import TINY_MODEL_OVERRIDES
 from fastganfit.cli.components import checkpoint_values, component_overrides, require_component_values
 from fastganfit.cli.evaluate import model_values
 from fastganfit.regression.checkpoint import with_values
-from fastganfit.regression.module import FastGANFitModule
+from fastganfit.regression.module import FastGANFitModule, schedule_length
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "fastganfit" / "conf"
-#: conf/ folders that are config groups.
-GROUPS = sorted(path.name for path in CONF.iterdir() if path.is_dir())
+#: conf/ folders that are config groups (a clone's git-ignored local/ holds the user's paths: docs/assets.md).
+GROUPS = sorted(path.name for path in CONF.iterdir() if path.is_dir() and path.name != "local")
 #: The model's component groups, as conf/components/default.yaml lists them.
 COMPONENTS = [
     next(iter(entry)).lstrip("/") for entry in OmegaConf.load(CONF / "components" / "default.yaml").defaults
@@ -70,8 +70,9 @@ def required(group: str, option: str, assets: AssetFiles, tmp_path: Path) -> lis
         "experiment/demo": ["model.init_checkpoint=null"],
         "experiment/fast_full": ["model.init_checkpoint=null"],
         "experiment/texture_gan": [f"data.urls={tmp_path}"],
-        "benchmark/micc": [f"data_dir={tmp_path}", f"landmarks_dir={tmp_path}", f"reconstructions_dir={tmp_path}"],
-        "benchmark/now": [f"data_dir={tmp_path}", f"reconstructions_dir={tmp_path}",
+        "benchmark/micc": [f"paths.micc={tmp_path}", f"paths.micc_landmarks={tmp_path}",
+                           f"reconstructions_dir={tmp_path}"],
+        "benchmark/now": [f"paths.now={tmp_path}", f"reconstructions_dir={tmp_path}",
                           f"benchmark.image_list={tmp_path / 'imagepathsvalidation.txt'}"],
         "benchmark/synthetic": [f"ckpt={assets['ckpt']}"],
         "benchmark/pairs": [f"ckpt={assets['ckpt']}", f"data_dir={tmp_path}"],
@@ -95,7 +96,9 @@ def tiny_overrides(group: str) -> list[str]:
 def test_every_group_folder_is_covered() -> None:
     # sweep: tests/test_tracking.py (composes the sweep into training runs and runs a multirun);
     # hydra (launcher/slurm_gpu): tests/test_cluster_configs.py (composes and instantiates the launcher)
-    covered = {*COMPONENTS, "landmarks", "fit", "benchmark", "components", "sweep", "hydra", *TRAIN_GROUPS}
+    # debug (smoke): tests/test_debug_smoke.py (trains with it)
+    covered = {*COMPONENTS, "landmarks", "fit", "benchmark", "components", "sweep", "hydra", "paths",
+               "optimizer", "scheduler", "debug", *TRAIN_GROUPS}  # fmt: skip
     assert set(GROUPS) == covered, f"config groups without an instantiation test: {set(GROUPS) - covered}"
     assert set(COMPONENTS) == {"facemodel", "texture", "identity", "heatmaps", "lighting", "renderer"}
 
@@ -177,6 +180,23 @@ def test_regressor_timm_weights_file(assets: AssetFiles) -> None:
     loaded = module.regressor.backbone.state_dict()
     key = next(key for key in saved if key.endswith("bn1.weight"))
     torch.testing.assert_close(loaded[key], saved[key])
+
+
+@pytest.mark.parametrize(("group", "option"), group_options("optimizer", "scheduler"))
+def test_optimizer_and_scheduler_options_build(group: str, option: str) -> None:
+    """``<group>@model.<group>=<option>``: the partial lands in the model config and builds an optimiser / a
+    scheduler that steps the learning rate."""
+    cfg = compose_config("train", ["experiment=fast_align", f"{group}@model.{group}={option}"])
+    assert cfg.model[group]._target_ == OmegaConf.load(CONF / group / f"{option}.yaml")._target_
+    optimizer, scheduler = instantiate(cfg.model.optimizer), instantiate(cfg.model.scheduler)
+    built = optimizer([torch.nn.Parameter(torch.zeros(1))])
+    assert isinstance(built, torch.optim.Optimizer)
+    schedule = scheduler(built, **schedule_length(scheduler, 100))
+    assert isinstance(schedule, torch.optim.lr_scheduler.LRScheduler)
+    for _ in range(3):
+        built.step()
+        schedule.step()
+    assert 0 < built.param_groups[0]["lr"] <= cfg.model.optimizer.lr
 
 
 @pytest.mark.parametrize(("group", "option"), group_options("landmarks"))
@@ -275,5 +295,55 @@ def test_evaluate_component_overrides(assets: AssetFiles) -> None:
 def test_a_required_component_value_left_out_is_named_by_its_group() -> None:
     require_component_values(compose_config("fit", ["image=x.png"]))  # the defaults need no file
     cfg = compose_config("fit", ["image=x.png", "facemodel=bfm2009", "facemodel.path=m.mat", "texture=pca"])
-    with pytest.raises(ValueError, match=r"^facemodel\.landmark_indices=\.\.\., texture\.path=\.\.\. missing"):
+    local = rf"Name it in {CONF}/local/paths\.yaml \(a clone\) or .*/no_user_config/local/paths\.yaml"
+    with pytest.raises(ValueError, match=r"^paths\.bfm2009_landmarks \(facemodel\.landmark_indices\), "
+                                         rf"paths\.texture_pca \(texture\.path\) not set: .*{local}"):
         require_component_values(cfg)
+    cfg = compose_config("fit", ["image=x.png", "texture=pca", "texture.path=???"])
+    with pytest.raises(ValueError, match=r"^texture\.path=\.\.\. missing"):
+        require_component_values(cfg)
+
+
+def test_paths_group_names_every_asset_once() -> None:
+    """Every file key of every component option refers to the paths group (``${paths.<key>}``), and every paths key
+    is used by some option: a command names the component, the local paths file the files."""
+    paths = OmegaConf.load(CONF / "paths" / "default.yaml")
+    referenced = set()
+    for group, option in group_options(*COMPONENTS, "landmarks", "benchmark", "model"):
+        config = OmegaConf.load(CONF / group / f"{option}.yaml")
+        flat = OmegaConf.to_container(config, resolve=False)
+        items = [*flat.items(), *flat.get("regressor", {}).items()]
+        for key, value in items:
+            if key in ("path", "weights", "landmark_indices", "uv_mesh", "data_dir", "landmarks_dir",
+                       "heatmap_weights"):  # fmt: skip
+                assert isinstance(value, str) and value.startswith("${paths."), f"{group}/{option}: {key}: {value}"
+                referenced.add(value.removeprefix("${paths.").removesuffix("}"))
+    assert referenced == set(paths), f"paths keys no option uses: {set(paths) - referenced}"
+
+
+#: Test sizes for the options that need them (the documented commands use the defaults).
+SMALL = {"identity": ["identity.layers=[layer2]"], "heatmaps": ["heatmaps.crop_size=64", "heatmaps.heatmap_size=32"]}
+
+
+@pytest.mark.parametrize(("group", "option"), ASSET_OPTIONS)
+def test_an_asset_option_builds_from_the_local_paths_file_alone(
+    group: str, option: str, assets: AssetFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the user's local paths file (docs/assets.md), ``<group>=<option>`` is the whole command: the option
+    builds from the files it names. Without it, a required file is named by its paths key."""
+    paths = OmegaConf.load(CONF / "paths" / "default.yaml")
+    text = (CONF / group / f"{option}.yaml").read_text()
+    keys = [key for key in paths if f"${{paths.{key}}}" in text]
+    assert keys, f"{group}/{option} names no paths key"
+    if group in COMPONENTS and any(OmegaConf.is_missing(paths, key) for key in keys):
+        with pytest.raises(ValueError, match=rf"^paths\.{keys[0]} \({group}\.\w+\).* not set"):
+            require_component_values(compose_config("fit", ["image=x.png", f"{group}={option}"]))
+    monkeypatch.setenv("FASTGANFIT_CONFIG_DIR", str(tmp_path))
+    assets.write_local_paths(tmp_path)
+    cfg = compose_config("fit", ["image=x.png", f"{group}={option}", *SMALL.get(group, [])])
+    require_component_values(cfg)
+    named = {str(assets.folder / assets.FILES[assets.PATHS[key]]) for key in keys}
+    assert {str(cfg.paths[key]) for key in keys} == named
+    assets.write_referenced(cfg[group])
+    built = instantiate(cfg[group], _convert_="all")
+    assert type(built).__module__.startswith("fastganfit."), type(built)

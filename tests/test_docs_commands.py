@@ -75,6 +75,8 @@ def concrete(arguments: list[str], assets: AssetFiles, scratch: Path) -> list[st
     for key, value in pairs:
         if key in FILE_KEYS:
             value = str(assets[FILE_KEYS[key]])
+        elif key.removeprefix("paths.") in AssetFiles.PATHS:
+            value = str(assets[AssetFiles.PATHS[key.removeprefix("paths.")]])
         elif key in CHOSEN_FILE_KEYS:
             value = str(assets[choices.get(CHOSEN_FILE_KEYS[key], "")])
         elif "..." in value or "<" in value or value.startswith("$"):
@@ -86,6 +88,29 @@ def concrete(arguments: list[str], assets: AssetFiles, scratch: Path) -> list[st
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> AssetFiles:
     return AssetFiles(tmp_path_factory.mktemp("assets"))
+
+
+@pytest.fixture(autouse=True)
+def local_paths(assets: AssetFiles, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's local paths file the docs tell them to create (docs/assets.md), naming the tiny files."""
+    config_dir = tmp_path_factory.getbasetemp() / "user_config"
+    assets.write_local_paths(config_dir)
+    monkeypatch.setenv("FASTGANFIT_CONFIG_DIR", str(config_dir))
+
+
+#: A component's file keys: with the local paths file, a command without a checkpoint never needs them.
+COMPONENT_FILE_KEYS = {f"{group}.{key}" for group in COMPONENT_GROUPS
+                       for key in ("path", "weights", "landmark_indices", "uv_mesh")} | {"landmarks.weights"}
+
+
+@pytest.mark.parametrize(("where", "script", "arguments"), COMMANDS, ids=[where for where, _, _ in COMMANDS])
+def test_documented_command_names_components_not_files(where: str, script: str, arguments: list[str]) -> None:
+    """With the local paths file, a licensed component is one override (``facemodel=bfm2009``); only next to a
+    checkpoint may a command give a component's file (the file moved since training)."""
+    keys = {argument.split("=", 1)[0].lstrip("+") for argument in arguments if "=" in argument}
+    if any(key in keys for key in ("ckpt", "model.init_checkpoint", "ckpt_path")):
+        return
+    assert not keys & COMPONENT_FILE_KEYS, f"{where}: give {keys & COMPONENT_FILE_KEYS} in the local paths file"
 
 
 @pytest.mark.parametrize(("where", "script", "arguments"), COMMANDS, ids=[where for where, _, _ in COMMANDS])
@@ -102,5 +127,6 @@ def test_documented_command_composes(where: str, script: str, arguments: list[st
         checkpoint_values(cfg, overrides, OmegaConf.to_container(trained.model, resolve=True), cfg.ckpt)
     for choice in choices:  # a licensed component the command picks builds from its (tiny) files
         group = choice.split("=")[0].lstrip("+")
+        assets.write_referenced(cfg[group])
         component = instantiate(cfg[group], _convert_="all")
         assert component is not None, f"{where}: {choice}"

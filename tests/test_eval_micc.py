@@ -355,8 +355,8 @@ def test_evaluate_entry_point_writes_results(tmp_path):
     out = tmp_path / "results"
     done = run_evaluate(
         "benchmark=micc",
-        f"data_dir={tmp_path / 'florence'}",
-        f"landmarks_dir={tmp_path / 'landmarks'}",
+        f"paths.micc={tmp_path / 'florence'}",
+        f"paths.micc_landmarks={tmp_path / 'landmarks'}",
         f"reconstructions_dir={tmp_path / 'recon'}",
         f"benchmark.template_mesh={tmp_path / 'template.obj'}",
         f"benchmark.template_landmarks={tmp_path / 'indices.txt'}",
@@ -377,9 +377,9 @@ def test_evaluate_entry_point_writes_results(tmp_path):
 def test_evaluate_entry_point_fails_clearly_on_missing_option(tmp_path):
     done = run_evaluate("benchmark=micc", f"hydra.run.dir={tmp_path}")
     assert done.returncode != 0
-    assert "data_dir is not set" in done.stderr
+    assert "data_dir is not set" in done.stderr and "paths.micc" in done.stderr
     done = run_evaluate(
-        "benchmark=now", f"data_dir={tmp_path}", f"reconstructions_dir={tmp_path}", f"hydra.run.dir={tmp_path}"
+        "benchmark=now", f"paths.now={tmp_path}", f"reconstructions_dir={tmp_path}", f"hydra.run.dir={tmp_path}"
     )
     assert done.returncode != 0
     assert "image list not found" in done.stderr

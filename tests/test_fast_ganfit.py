@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
-from tiny_checkpoint import TINY_MODEL_OVERRIDES
+from tiny_checkpoint import TINY_MODEL_OVERRIDES, save_checkpoint, tiny_model_config
 
 from fastganfit.data.datamodule import FaceDataModule
 from fastganfit.data.synthetic import generate_synthetic_faces
@@ -25,8 +29,14 @@ from fastganfit.reconstruction.landmark_camera import camera_from_landmarks, lan
 from fastganfit.reconstruction.losses import GANFitLoss
 from fastganfit.reconstruction.vertex_error import similarity_align, vertex_error_mm
 from fastganfit.regression.build import build_fast_ganfit
+from fastganfit.regression.checkpoint import load_fast_ganfit
 from fastganfit.regression.lr_schedule import learning_rate_scheduler
-from fastganfit.regression.module import FastGANFitModule, load_regressor_weights
+from fastganfit.regression.module import (
+    DEFAULT_OPTIMIZER,
+    DEFAULT_SCHEDULER,
+    FastGANFitModule,
+    load_regressor_weights,
+)
 from fastganfit.render.camera import PerspectiveCamera
 from fastganfit.render.face_renderer import FaceRenderer
 from fastganfit.texture.generator import TextureGenerator
@@ -62,6 +72,10 @@ def components(ict_model: MorphableModel) -> dict:
     }
 
 
+#: The learning rate held at the optimiser's (conf/scheduler/constant.yaml).
+CONSTANT_RATE = functools.partial(torch.optim.lr_scheduler.ConstantLR, factor=1.0, total_iters=0)
+
+
 def make_module(components: dict, phase: str, **kwargs) -> FastGANFitModule:
     weights = ALIGN_WEIGHTS if phase == "align" else FULL_WEIGHTS
     return build_fast_ganfit(
@@ -69,8 +83,8 @@ def make_module(components: dict, phase: str, **kwargs) -> FastGANFitModule:
         regressor=TINY_REGRESSOR,
         loss=GANFitLoss(**weights),
         phase=phase,
-        lr=1e-3,
-        schedule="constant",
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        scheduler=CONSTANT_RATE,
         log_images_every_n_steps=1,
         **kwargs,
     )
@@ -315,6 +329,72 @@ REPO = Path(__file__).resolve().parent.parent
 OVERFIT_STEPS = 30
 
 
+def stepped_rates(configure: dict, steps: int) -> list[float]:
+    """The learning rate at optimiser steps 0 .. steps-1 of what ``configure_optimizers`` returned."""
+    optimiser, scheduler = configure["optimizer"], configure["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(steps):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        scheduler.step()
+    return rates
+
+
+def configured(optimizer: object, scheduler: object, max_steps: int) -> dict:
+    """FastGANFitModule.configure_optimizers with these factories, on a one-weight regressor."""
+    stub = SimpleNamespace(regressor=torch.nn.Linear(1, 1), optimizer=optimizer, scheduler=scheduler,
+                           trainer=SimpleNamespace(max_steps=max_steps))  # fmt: skip
+    return FastGANFitModule.configure_optimizers(stub)
+
+
+def test_optimiser_and_scheduler_groups_keep_the_learning_rates() -> None:
+    """Every shipped experiment stage's optimizer / scheduler config gives, step by step, the learning rates the
+    module's former optimiser arguments gave (recorded before the groups: tests/data/learning_rates_before_groups.json),
+    with the same optimiser settings: the demo's figures are unchanged."""
+    recorded = json.loads((REPO / "tests" / "data" / "learning_rates_before_groups.json").read_text())
+    experiments = sorted(path.stem for path in (REPO / "fastganfit" / "conf" / "experiment").glob("fast_*.yaml"))
+    assert {key.split("/")[0] for key in recorded if not key.startswith("_")} == {"demo", "hybrid", *experiments}
+    for key, old in recorded.items():
+        if key.startswith("_"):
+            continue
+        experiment, _, stage_name = key.partition("/")
+        with initialize_config_dir(str(REPO / "fastganfit" / "conf"), version_base="1.3"):
+            cfg = compose("train", [f"experiment={experiment}", "run_dir=/tmp/x"])
+        stage = dict(stage_configs(cfg))[stage_name or next(iter(dict(stage_configs(cfg))))]
+        optimizer, scheduler = instantiate(stage.model.optimizer), instantiate(stage.model.scheduler)
+        configure = configured(optimizer, scheduler, stage.trainer.max_steps)
+        group = configure["optimizer"].param_groups[0]
+        assert type(configure["optimizer"]).__name__ == old["optimizer"]["name"], key
+        assert list(group["betas"]) == old["optimizer"]["betas"], key
+        assert group["weight_decay"] == old["optimizer"]["weight_decay"], key
+        rates = stepped_rates(configure, len(old["lr"]) * old["every"])[:: old["every"]]
+        assert rates == pytest.approx(old["lr"], rel=1e-12, abs=0.0), key
+
+
+def test_a_checkpoint_with_the_old_optimiser_arguments_loads(tmp_path: Path) -> None:
+    """A checkpoint written before the optimizer / scheduler groups (lr, betas, schedule, ... in its model config)
+    loads, and its mapped optimiser and schedule are the old ones: AdamW, the old learning rate per step."""
+    config = tiny_model_config()
+    config.pop("optimizer"), config.pop("scheduler")
+    old = {"lr": 2e-3, "weight_decay": 0.01, "betas": [0.8, 0.99], "schedule": "step", "warmup_steps": 3,
+           "step_size": 4, "gamma": 0.5}  # fmt: skip
+    module = instantiate({**config, "optimizer": DEFAULT_OPTIMIZER, "scheduler": DEFAULT_SCHEDULER}, _convert_="all")
+    path = save_checkpoint(tmp_path / "old.ckpt", {**config, **old}, module.regressor.state_dict())
+    loaded = load_fast_ganfit(path)
+    for name, weight in module.regressor.state_dict().items():
+        torch.testing.assert_close(loaded.regressor.state_dict()[name], weight)
+    configure = configured(loaded.optimizer, loaded.scheduler, max_steps=20)
+    group = configure["optimizer"].param_groups[0]
+    assert isinstance(configure["optimizer"], torch.optim.AdamW) and group["weight_decay"] == 0.01
+    assert list(group["betas"]) == [0.8, 0.99]
+    expected_optimiser = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-3)
+    expected = learning_rate_scheduler(expected_optimiser, "step", 20, warmup_steps=3, step_size=4, gamma=0.5)
+    want = stepped_rates({"optimizer": expected_optimiser, "lr_scheduler": {"scheduler": expected}}, 20)
+    assert stepped_rates(configure, 20) == pytest.approx(want, rel=1e-12)
+    assert want[0] == pytest.approx(2e-3 / 3) and want[-1] < want[3]
+    assert loaded.hparams["optimizer"]["lr"] == 2e-3 and loaded.hparams["scheduler"]["kind"] == "step"
+
+
 def validation_metrics(module: FastGANFitModule, data: FaceDataModule, root: Path) -> dict[str, float]:
     trainer = make_trainer(root, 1)
     trainer.validate(module, datamodule=data, verbose=False)
@@ -335,8 +415,8 @@ def test_overfitting_four_faces_cuts_vertex_error(components, shards, tmp_path) 
         regressor={**TINY_REGRESSOR, **settings},
         loss=GANFitLoss(**ALIGN_WEIGHTS),
         phase="align",
-        lr=3e-3,
-        schedule="constant",
+        optimizer=functools.partial(torch.optim.AdamW, lr=3e-3),
+        scheduler=CONSTANT_RATE,
         log_images_every_n_steps=0,
     )
     data = make_data(shards, batch_size=4)
@@ -374,7 +454,7 @@ def tiny_train_overrides(shards: Path) -> list[str]:
         "data.augment=false",
         *TINY_MODEL_OVERRIDES,
         "model.log_images_every_n_steps=1",
-        "model.warmup_steps=0",
+        "model.scheduler.warmup_steps=0",
         "callbacks.checkpoint.every_n_train_steps=1",
         "trainer.log_every_n_steps=1",
         "+trainer.enable_progress_bar=false",

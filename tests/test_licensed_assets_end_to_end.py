@@ -70,7 +70,7 @@ def test_train_then_fit_with_licensed_components(case: str, tmp_path: Path) -> N
         "data.batch_size=2", "data.num_workers=0", "data.shuffle_buffer=0", "data.augment=false",
         "renderer.image_size=64", "heatmaps.crop_size=64", "heatmaps.heatmap_size=32",
         "model.regressor.adapter_channels=8", "model.regressor.feature_dim=16", "model.regressor.hidden=16",
-        "model.log_images_every_n_steps=0", "model.warmup_steps=0", "+trainer.enable_progress_bar=false",
+        "model.log_images_every_n_steps=0", "model.scheduler.warmup_steps=0", "+trainer.enable_progress_bar=false",
         "trainer.max_steps=2", *overrides, f"hydra.run.dir={tmp_path / 'run'}",
     ])  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
@@ -120,4 +120,5 @@ def test_a_missing_asset_stops_train_and_fit_before_any_work(tmp_path: Path) -> 
     assert not (tmp_path / "out").exists()
     unset = run(["train.py", "experiment=fast_align", "facemodel=flame", f"hydra.run.dir={tmp_path / 'run'}"])
     assert unset.returncode == 2, unset.stderr[-2000:]
-    assert "error: facemodel.landmark_indices=..., facemodel.path=... missing" in unset.stderr
+    unset_keys = "error: paths.flame (facemodel.path), paths.flame_landmarks (facemodel.landmark_indices) not set"
+    assert unset_keys in unset.stderr and "no_user_config/local/paths.yaml" in unset.stderr, unset.stderr[-2000:]

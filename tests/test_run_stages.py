@@ -95,9 +95,9 @@ def test_train_py_runs_stages_and_resumes_the_last(tmp_path: Path) -> None:
         "renderer.image_size=64", "heatmaps.crop_size=64", "heatmaps.heatmap_size=32",
         "texture.resolution=32", "identity.layers=[stage3]", "model.regressor.adapter_channels=8",
         "model.regressor.feature_dim=16", "model.regressor.hidden=16", "model.log_images_every_n_steps=0",
-        "model.warmup_steps=0", "+trainer.enable_progress_bar=false", "trainer.max_steps=1",
+        "model.scheduler.warmup_steps=0", "+trainer.enable_progress_bar=false", "trainer.max_steps=1",
         "trainer.log_every_n_steps=1",
-        "stages={align:{model:{lr:0.001}},full:{model:{phase:full,init_checkpoint:null},loss:{identity:10.0,pixel:1.0}}}",
+        "stages={align:{model:{optimizer:{lr:0.001}}},full:{model:{phase:full,init_checkpoint:null},loss:{identity:10.0,pixel:1.0}}}",
     ]
     run_dir = tmp_path / "run"
     command = [sys.executable, str(REPO / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]

@@ -279,9 +279,13 @@ class MiccBenchmark:
         workers: int | None = 1,
         progress: bool = True,
     ) -> None:
-        self.data_dir = require_dir(data_dir, "data_dir", "the MICC Florence folder holding subject_01 ... subject_53")
+        self.data_dir = require_dir(
+            data_dir, "data_dir", "the MICC Florence folder holding subject_01 ... subject_53 (evaluate.py: paths.micc)"
+        )
         self.landmarks_dir = require_dir(
-            landmarks_dir, "landmarks_dir", "the folder of 68-point .ljson files (subject_XX/Model/frontalK/obj/)"
+            landmarks_dir,
+            "landmarks_dir",
+            "the folder of 68-point .ljson files (subject_XX/Model/frontalK/obj/; evaluate.py: paths.micc_landmarks)",
         )
         self.reconstructions_dir = require_dir(
             reconstructions_dir, "reconstructions_dir", "the reconstructions, one subject_XX/<Setting>.obj per video"

@@ -162,7 +162,10 @@ class NowBenchmark:
         icp_max_iterations: int = 100,
         progress: bool = True,
     ) -> None:
-        meaning = "the NoW dataset folder holding scans/, scans_lmks_onlypp/ and imagepathsvalidation.txt"
+        meaning = (
+            "the NoW dataset folder holding scans/, scans_lmks_onlypp/, imagepathsvalidation.txt"
+            " (evaluate.py: paths.now)"
+        )
         self.data_dir = require_dir(data_dir, "data_dir", meaning)
         self.reconstructions_dir = require_dir(
             reconstructions_dir, "reconstructions_dir", "the predictions, <subject>/<challenge>/<image>.obj + .npy"

@@ -14,13 +14,20 @@ was trained with (its stored model config), so next to ``ckpt=``:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fastganfit.regression.component_values import COMPONENT_PATHS, ComponentOption, check_component_options
+from fastganfit.cli import local_paths_files
+from fastganfit.regression.component_values import (
+    COMPONENT_PATHS,
+    FILE_KEYS,
+    ComponentOption,
+    check_component_options,
+)
 
 #: Component config group -> its path in the model config (conf/model/fast_ganfit.yaml).
 COMPONENT_GROUPS: dict[str, str] = COMPONENT_PATHS
@@ -56,8 +63,13 @@ def checkpoint_request(cfg: DictConfig, overrides: Sequence[str]) -> tuple[dict[
             raise ValueError(f"{choice}: a checkpoint rebuilds its {COMPONENT_GROUPS[group]!r} component; it cannot "
                              "be removed")
         chosen = cfg[group]
-        resolved = OmegaConf.to_container(chosen, resolve=True)
-        given = {key: value for key, value in resolved.items() if not OmegaConf.is_missing(chosen, key)}
+        given = {}
+        for key in chosen:  # key by key: an option's file keys may refer to paths not set (conf/paths)
+            if key in FILE_KEYS or OmegaConf.is_missing(chosen, key):
+                continue
+            value = chosen[key]
+            nested = isinstance(value, DictConfig | ListConfig)
+            given[key] = OmegaConf.to_container(value, resolve=True) if nested else value
         options.append(ComponentOption(choice, group, given))
     return values, options
 
@@ -73,12 +85,35 @@ def checkpoint_values(
     return values
 
 
+#: A component value that refers to the ``paths`` group: ``${paths.bfm2009}``.
+PATHS_REFERENCE = re.compile(r"^\$\{paths\.(\w+)\}$")
+
+
 def require_component_values(cfg: DictConfig) -> None:
-    """``ValueError`` naming the component values ``cfg`` leaves out (``facemodel.path=???``), as the user gives them
-    (not through the model config's references)."""
-    missing = [key for group in COMPONENT_GROUPS if group in cfg for key in sorted(OmegaConf.missing_keys(cfg[group]))]
+    """``ValueError`` naming the component values ``cfg`` leaves out, as the user gives them: a licensed asset's
+    ``paths.<key>`` not set (``facemodel=bfm2009`` reads ``${paths.bfm2009}``), with the local paths file to name it
+    in, or a value left ``???`` (``facemodel.path=...``)."""
+    unset: list[str] = []
+    missing: list[str] = []
+    for group in COMPONENT_GROUPS:
+        if group not in cfg or not isinstance(cfg[group], DictConfig):
+            continue
+        for key in cfg[group]:
+            if OmegaConf.is_missing(cfg[group], key):
+                missing.append(f"{group}.{key}=...")
+                continue
+            reference = PATHS_REFERENCE.match(str(cfg[group]._get_node(key)._value()))
+            if reference and OmegaConf.is_missing(cfg.paths, reference.group(1)):
+                unset.append(f"paths.{reference.group(1)} ({group}.{key})")
+    if unset:
+        first, user = local_paths_files()
+        raise ValueError(
+            f"{', '.join(unset)} not set: the chosen component needs the file. Name it in {first} (a clone) or {user} "
+            "(an installed package; $FASTGANFIT_CONFIG_DIR), e.g. `bfm2009: /data/01_MorphableModel.mat`, or on the "
+            "command line (paths.bfm2009=FILE); docs/assets.md lists the keys"
+        )
     if missing:
         raise ValueError(
-            f"{', '.join(f'{key}=...' for key in missing)} missing: the chosen component needs it (the '# Asset:' line "
+            f"{', '.join(missing)} missing: the chosen component needs it (the '# Asset:' line "
             "of its conf/<group>/<option>.yaml and docs/assets.md say which file)"
         )

@@ -37,7 +37,8 @@ from fastganfit.training.run_metadata import run_metadata
 from fastganfit.training.stages import chain_from, resume_point, stage_configs
 from fastganfit.training.tracking import resume_logger_config, training_run_name
 
-EXPERIMENTS = "demo, fast_align, fast_full, texture_gan, texture_gan_procedural"
+#: The experiments, read from the experiment config folder (conf/experiment/*.yaml).
+EXPERIMENTS = ", ".join(sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml")))
 
 
 def build_model(config: DictConfig) -> L.LightningModule:

@@ -1,7 +1,8 @@
 """Rebuild a trained FastGANFitModule from its checkpoint (the model config inside + the regressor's weights).
 
 ``train.py`` stores the resolved ``model`` config (a plain dict with ``_target_`` keys) in every checkpoint
-as ``checkpoint["fastganfit"]["model"]``; the state dict holds the regressor's weights only. The frozen
+as ``checkpoint["fastganfit"]["model"]``; the state dict holds the regressor's weights only. Configs written
+before a renaming or before the optimizer / scheduler groups are upgraded as they are read. The frozen
 components (face model, texture model, renderer, identity network, heatmaps) are rebuilt from that config.
 The config is instantiated with Hydra's ``instantiate``, the tool that wrote it.
 """
@@ -51,6 +52,35 @@ def renamed_targets(config: Any) -> Any:
             if module == old or module.startswith(old + "."):
                 updated["_target_"] = f"{new}{module[len(old):]}.{name}"
     return updated
+
+
+#: FastGANFitModule's optimiser arguments before the optimizer / scheduler config groups, with their defaults then:
+#: a checkpoint written before holds them in its model config.
+OLD_OPTIMISER_ARGUMENTS: dict[str, Any] = {
+    "lr": 1e-4, "weight_decay": 1e-4, "betas": [0.9, 0.999], "schedule": "cosine", "schedule_steps": None,
+    "warmup_steps": 0, "min_lr_factor": 0.0, "step_size": 1000, "gamma": 0.1,
+}  # fmt: skip
+
+
+def upgraded_optimiser_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a model config) with the old optimiser arguments (:data:`OLD_OPTIMISER_ARGUMENTS`) replaced by the
+    ``optimizer`` and ``scheduler`` partials that give the same optimiser and learning rate per step (AdamW;
+    :func:`~fastganfit.regression.lr_schedule.learning_rate_scheduler` with the old ``schedule``). A config without
+    them is returned as is."""
+    if not set(OLD_OPTIMISER_ARGUMENTS) & set(config):
+        return dict(config)
+    old = {key: config.get(key, default) for key, default in OLD_OPTIMISER_ARGUMENTS.items()}
+    upgraded = {key: value for key, value in config.items() if key not in OLD_OPTIMISER_ARGUMENTS}
+    upgraded["optimizer"] = {
+        "_target_": "torch.optim.AdamW", "_partial_": True,
+        "lr": old["lr"], "weight_decay": old["weight_decay"], "betas": list(old["betas"]),
+    }  # fmt: skip
+    upgraded["scheduler"] = {
+        "_target_": "fastganfit.regression.lr_schedule.learning_rate_scheduler", "_partial_": True,
+        "kind": old["schedule"], "total_steps": old["schedule_steps"], "warmup_steps": old["warmup_steps"],
+        "min_factor": old["min_lr_factor"], "step_size": old["step_size"], "gamma": old["gamma"],
+    }  # fmt: skip
+    return upgraded
 
 
 def build_fast_ganfit_module(model_config: Mapping[str, Any], device: torch.device | str = "cpu") -> FastGANFitModule:
@@ -110,7 +140,7 @@ def read_checkpoint(path: str | Path) -> StoredModel:
     config = stored.get("model")
     if not isinstance(config, dict) or "_target_" not in config:
         raise ValueError(f"checkpoint {path} has no model config ('{CHECKPOINT_CONFIG_KEY}.model' with a _target_)")
-    return StoredModel(renamed_targets(config), checkpoint["state_dict"])
+    return StoredModel(upgraded_optimiser_settings(renamed_targets(config)), checkpoint["state_dict"])
 
 
 def read_model_config(path: str | Path) -> dict[str, Any]:

@@ -8,12 +8,14 @@ from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LinearLR, LR
 SCHEDULES = ("constant", "cosine", "step")
 
 
-def check_schedule(kind: str, total_steps: int, warmup_steps: int, min_factor: float, step_size: int,
+def check_schedule(kind: str, total_steps: int | None, warmup_steps: int, min_factor: float, step_size: int,
                    gamma: float) -> None:  # fmt: skip
     """Raise ``ValueError`` for settings :func:`learning_rate_scheduler` cannot honour."""
     if kind not in SCHEDULES:
         raise ValueError(f"learning-rate schedule must be one of {SCHEDULES}, got {kind!r}")
-    if total_steps < 1 or warmup_steps < 0 or step_size < 1:
+    if kind == "cosine" and total_steps is None:
+        raise ValueError("learning-rate schedule: the cosine schedule needs trainer.max_steps or total_steps")
+    if (total_steps is not None and total_steps < 1) or warmup_steps < 0 or step_size < 1:
         raise ValueError(
             f"learning-rate schedule: total_steps and step_size must be positive and warmup_steps non-negative, "
             f"got {total_steps}, {step_size}, {warmup_steps}"
@@ -25,7 +27,7 @@ def check_schedule(kind: str, total_steps: int, warmup_steps: int, min_factor: f
 def learning_rate_scheduler(
     optimiser: Optimizer,
     kind: str = "cosine",
-    total_steps: int = 1,
+    total_steps: int | None = None,
     warmup_steps: int = 0,
     min_factor: float = 0.0,
     step_size: int = 1000,
@@ -37,6 +39,10 @@ def learning_rate_scheduler(
     * ``constant``: 1;
     * ``cosine``: ``CosineAnnealingLR`` from 1 down to ``min_factor`` at ``total_steps``, held there afterwards;
     * ``step``: ``StepLR``, times ``gamma`` every ``step_size`` steps.
+
+    ``conf/scheduler/cosine.yaml`` builds it as a partial (FastGANFitModule gives ``total_steps``, the trainer's
+    ``max_steps``, when the config leaves it ``null``); checkpoints from before the scheduler group map their
+    ``schedule`` setting onto it (:func:`fastganfit.regression.checkpoint.upgraded_optimiser_settings`).
     """
     check_schedule(kind, total_steps, warmup_steps, min_factor, step_size, gamma)
     schedulers: list[LRScheduler] = []

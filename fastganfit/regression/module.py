@@ -16,8 +16,10 @@ only (the graph is rebuilt from the run's config).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from fastganfit.io.image_logging import image_folder, log_image_grid
 from fastganfit.params import GROUPS
@@ -32,12 +36,36 @@ from fastganfit.reconstruction.graph import FaceReconstructionGraph, Reconstruct
 from fastganfit.reconstruction.losses import GANFitLoss
 from fastganfit.reconstruction.panels import PANELS_PER_ROW, reconstruction_panels
 from fastganfit.reconstruction.vertex_error import vertex_error_mm
-from fastganfit.regression.lr_schedule import check_schedule, learning_rate_scheduler
+from fastganfit.regression.lr_schedule import learning_rate_scheduler
 from fastganfit.regression.regressor import Regressor, face_colour_features
 
 PHASES = ("align", "full")
 PHASE_HEADS: dict[str, tuple[str, ...]] = {"align": ("shape", "expression", "camera"), "full": GROUPS}
 REGRESSOR_PREFIX = "regressor."
+#: The optimiser and schedule of a module built without ``optimizer`` / ``scheduler`` (the former argument defaults).
+DEFAULT_OPTIMIZER = functools.partial(torch.optim.AdamW, lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4)
+DEFAULT_SCHEDULER = functools.partial(learning_rate_scheduler, kind="cosine", warmup_steps=0, min_factor=0.0)
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[..., LRScheduler]
+
+
+def factory_description(factory: Callable[..., Any]) -> dict[str, Any]:
+    """A partial's target and keywords as plain values (``{"_target_": "torch.optim.adamw.AdamW", "lr": ...}``), for
+    the logged hyperparameters."""
+    if not isinstance(factory, functools.partial):
+        return {"_target_": f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', factory)}"}
+    target = factory.func
+    keywords = {key: list(value) if isinstance(value, tuple) else value for key, value in factory.keywords.items()}
+    return {"_target_": f"{target.__module__}.{target.__qualname__}", **keywords}
+
+
+def schedule_length(scheduler: SchedulerFactory, max_steps: int | None) -> dict[str, int]:
+    """``{"total_steps": max_steps}`` when ``scheduler`` takes a ``total_steps`` its partial leaves ``None`` and the
+    trainer has a positive ``max_steps``; else ``{}`` (a schedule that needs a length then says so)."""
+    parameter = inspect.signature(scheduler).parameters.get("total_steps")
+    if parameter is None or parameter.default is not None or max_steps is None or max_steps < 1:
+        return {}
+    return {"total_steps": max_steps}
 
 
 def load_regressor_weights(path: str | Path) -> dict[str, Tensor]:
@@ -79,10 +107,11 @@ class FastGANFitModule(L.LightningModule):
     best projects the mean face's landmarks onto the input's); ``False``: the head predicts the camera itself.
     ``train_heads``: the regressor heads that learn (default: shape, expression, camera for ``align``,
     all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The rest of
-    the regressor always trains. Optimiser: AdamW (``lr``, ``betas``, ``weight_decay``) with a per-step
-    :func:`learning_rate_scheduler` (``schedule``: constant | cosine | step, over ``schedule_steps``, default the
-    trainer's ``max_steps``, after ``warmup_steps``). Image grids (input | render | overlay | UV texture of
-    ``num_logged_images`` faces) go to the logger and ``<log_dir>/images`` every ``log_images_every_n_steps``
+    the regressor always trains. ``optimizer``: builds the optimiser from the trainable parameters (a partial, e.g.
+    of ``torch.optim.AdamW``: conf/optimizer/); ``scheduler``: builds the per-step learning-rate scheduler from the
+    optimiser (conf/scheduler/; a ``total_steps`` argument left ``None`` gets the trainer's ``max_steps``).
+    Defaults: :data:`DEFAULT_OPTIMIZER`, :data:`DEFAULT_SCHEDULER`. Image grids (input | render | overlay | UV
+    texture of ``num_logged_images`` faces) go to the logger and ``<log_dir>/images`` every ``log_images_every_n_steps``
     training steps (0: never), on global rank 0 only. ``compile``: ``torch.compile`` the regressor in place
     (``True``: the inductor backend, or a backend's name), which keeps its parameter names and so the
     checkpoints' keys (compiling the whole module would prefix them with ``_orig_mod.``).
@@ -94,15 +123,8 @@ class FastGANFitModule(L.LightningModule):
         regressor: Regressor,
         loss: GANFitLoss,
         phase: str = "align",
-        lr: float = 1e-4,
-        weight_decay: float = 1e-4,
-        betas: Sequence[float] = (0.9, 0.999),
-        schedule: str = "cosine",
-        schedule_steps: int | None = None,
-        warmup_steps: int = 0,
-        min_lr_factor: float = 0.0,
-        step_size: int = 1000,
-        gamma: float = 0.1,
+        optimizer: OptimizerFactory = DEFAULT_OPTIMIZER,
+        scheduler: SchedulerFactory = DEFAULT_SCHEDULER,
         train_heads: Sequence[str] | None = None,
         landmark_camera: bool = True,
         init_checkpoint: str | Path | None = None,
@@ -117,13 +139,15 @@ class FastGANFitModule(L.LightningModule):
         unknown = sorted(set(heads) - set(GROUPS))
         if unknown or not heads:
             raise ValueError(f"FastGANFitModule: train_heads must be a non-empty subset of {list(GROUPS)}, got {heads}")
-        if len(betas) != 2:
-            raise ValueError(f"FastGANFitModule: betas must be two numbers, got {list(betas)}")
-        # check the schedule's settings now rather than when the trainer asks for the optimiser
-        check_schedule(schedule, max(schedule_steps or 1, 1), warmup_steps, min_lr_factor, step_size, gamma)
-        self.save_hyperparameters(ignore=["graph", "regressor", "loss"])
+        # check the optimiser's and schedule's settings now rather than when the trainer asks for them
+        probe = optimizer([torch.nn.Parameter(torch.zeros(1))])
+        scheduler(probe, **schedule_length(scheduler, 1))
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.save_hyperparameters(ignore=["graph", "regressor", "loss", "optimizer", "scheduler"])
+        self.hparams["optimizer"] = factory_description(optimizer)
+        self.hparams["scheduler"] = factory_description(scheduler)
         self.hparams["train_heads"] = heads
-        self.hparams["betas"] = [float(beta) for beta in betas]
         self.hparams["init_checkpoint"] = None if init_checkpoint is None else str(init_checkpoint)
         self.graph = graph
         self.regressor = regressor
@@ -249,24 +273,10 @@ class FastGANFitModule(L.LightningModule):
         log_image_grid(self.logger, self._image_folder, name, panels, self.global_step, columns=PANELS_PER_ROW)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW over the regressor's trainable parameters, with the learning-rate schedule stepped per step."""
-        hparams = self.hparams
+        """The optimiser over the regressor's trainable parameters, with its learning-rate schedule stepped per step."""
         trainable = [parameter for parameter in self.regressor.parameters() if parameter.requires_grad]
-        optimiser = torch.optim.AdamW(
-            trainable, lr=hparams.lr, betas=tuple(hparams.betas), weight_decay=hparams.weight_decay
-        )
-        total = hparams.schedule_steps or self.trainer.max_steps
-        if hparams.schedule == "cosine" and (total is None or total < 1):
-            raise ValueError("FastGANFitModule: the cosine schedule needs trainer.max_steps or schedule_steps")
-        scheduler = learning_rate_scheduler(
-            optimiser,
-            hparams.schedule,
-            max(total or 1, 1),
-            hparams.warmup_steps,
-            hparams.min_lr_factor,
-            hparams.step_size,
-            hparams.gamma,
-        )
+        optimiser = self.optimizer(trainable)
+        scheduler = self.scheduler(optimiser, **schedule_length(self.scheduler, self.trainer.max_steps))
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
