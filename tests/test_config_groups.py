@@ -75,7 +75,7 @@ def required(group: str, option: str, assets: AssetFiles, tmp_path: Path) -> lis
         "benchmark/now": [f"paths.now={tmp_path}", f"reconstructions_dir={tmp_path}",
                           f"benchmark.image_list={tmp_path / 'imagepathsvalidation.txt'}"],
         "benchmark/synthetic": [f"ckpt={assets['ckpt']}"],
-        "benchmark/pairs": [f"ckpt={assets['ckpt']}", f"data_dir={tmp_path}"],
+        "benchmark/pairs": [f"ckpt={assets['ckpt']}", f"paths.pairs={tmp_path}"],
     }  # fmt: skip
     (tmp_path / "imagepathsvalidation.txt").touch()
     for folder in ("scans", "scans_lmks_onlypp"):
