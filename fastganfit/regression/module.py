@@ -6,7 +6,8 @@ Per batch (aligned crops ``image [B, 3, S, S]`` in [0, 1], ``landmarks [B, 68, 2
     graph.target(crop, landmarks)                  -> image [B, 3, R, R], landmarks, identity activations
     graph.input_heatmaps(crop, landmarks)          -> [B, 68, h, h]
     graph.landmark_camera(landmarks)               -> camera0 [B, 7], landmark features [B, 143]
-    regressor(activations, heatmaps, features)     -> FaceParams (camera = camera0 + the camera head)
+    regressor(activations, heatmaps, features,
+              colour, embedding)                   -> FaceParams (camera = camera0 + the camera head)
     graph.render(params, target)                   -> vertices, UV texture, render over the input
     graph.objective(result, loss)                  -> total, terms
 
@@ -73,7 +74,10 @@ class FastGANFitModule(L.LightningModule):
     ``landmark_camera``: the camera head predicts a residual on :func:`camera_from_landmarks` (the camera that
     best projects the mean face's landmarks onto the input's); ``False``: the head predicts the camera itself.
     ``train_heads``: the regressor heads that learn (default: shape, expression, camera for ``align``,
-    all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The rest of
+    all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The identity head
+    never learns: its map was fitted on more rendered faces than a training set holds, and Adam's steps of about the
+    learning rate per weight would move its small weights by their own size in a demo's 1000 steps, towards the
+    training faces. The rest of
     the regressor always trains. Optimiser: AdamW (``lr``, ``betas``, ``weight_decay``) with a per-step
     :func:`learning_rate_scheduler` (``schedule``: constant | cosine | step, over ``schedule_steps``, default the
     trainer's ``max_steps``, after ``warmup_steps``). Image grids (input | render | overlay | UV texture of
@@ -128,6 +132,8 @@ class FastGANFitModule(L.LightningModule):
         for group in (self.regressor.heads, self.regressor.landmark_heads):
             for name, head in group.items():
                 head.requires_grad_(name in heads)
+        if self.regressor.identity_head is not None:  # keeps its closed-form map (regression/identity_prior.py)
+            self.regressor.identity_head.requires_grad_(False)
         if compile:
             self.regressor.compile(backend="inductor" if compile is True else compile)
         self._last_step_time: float | None = None
@@ -146,7 +152,8 @@ class FastGANFitModule(L.LightningModule):
         camera = graph.landmark_camera(target.landmarks) if self.hparams.landmark_camera else None
         features = graph.landmark_features(target.landmarks, camera) if self.regressor.landmark_features else None
         colour = face_colour_features(target.image, target.landmarks) if self.regressor.colour_input else None
-        params = self.regressor(target.identity_input.activations, heatmaps, features, colour)
+        identity = target.identity_input
+        params = self.regressor(identity.activations, heatmaps, features, colour, identity.embedding)
         if camera is not None:
             params = replace(params, camera=params.camera + camera)
         return graph.render(params, target)
