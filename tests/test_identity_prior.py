@@ -4,11 +4,11 @@ checkpoints (old checkpoints without the head still load)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from tiny_checkpoint import save_checkpoint, tiny_model_config
 
 from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.params import ParamSizes
@@ -21,9 +21,6 @@ from fastganfit.regression.landmark_prior import LandmarkPriorSettings, fit_land
 from fastganfit.regression.regressor import Regressor
 from fastganfit.render.face_renderer import FaceRenderer
 from fastganfit.texture.procedural import ProceduralTexture
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_checkpoint import save_checkpoint, tiny_model_config  # noqa: E402
 
 SIZE = 64
 SIZES = ParamSizes(shape=5, expression=3, texture=2, camera=7, light=9)

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL_OVERRIDES = [
     "renderer.image_size=64", "heatmaps.crop_size=64", "heatmaps.heatmap_size=32", "texture.resolution=32",
     "identity.layers=[stage2,stage3]", "model.regressor.adapter_channels=16", "model.regressor.feature_dim=32",
-    "model.regressor.hidden=32", "model.regressor.identity_prior.samples=32",
+    "model.regressor.hidden=32",
 ]
 
 
