@@ -29,7 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,14 @@ from PIL import Image
 from skimage.transform import SimilarityTransform
 
 from fastganfit.benchmarks.retrieval import RetrievalScores, retrieval_scores
+from fastganfit.data.datamodule import collate_faces
+from fastganfit.data.face_shards import face_dataset
 from fastganfit.fitting.faces import graph_crop_template
 from fastganfit.geometry.alignment import umeyama
 from fastganfit.io.atomic import atomic_write
 from fastganfit.perception.crop import align_face
 from fastganfit.perception.landmarks import DlibLandmarker, largest_face
+from fastganfit.reconstruction.vertex_error import vertex_error_mm
 from fastganfit.regression.checkpoint import (
     CHECKPOINT_CONFIG_KEY,
     build_fast_ganfit_module,
@@ -163,6 +167,35 @@ def add_identity_prior(module: FastGANFitModule, path: str, output: Path, overri
     return rebuilt.eval()
 
 
+@contextmanager
+def identity_head_zeroed(module: FastGANFitModule) -> Iterator[None]:
+    """Within the block the regressor's identity head outputs zero (the model as without the head)."""
+    head = module.regressor.identity_head
+    saved = {key: value.clone() for key, value in head.state_dict().items()}
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    try:
+        yield
+    finally:
+        head.load_state_dict(saved)
+
+
+@torch.no_grad()
+def synthetic_errors(module: FastGANFitModule, shards: Path) -> tuple[float, float]:
+    """Held-out similarity-aligned vertex error (mm) of the regression and of the mean face on the face shards
+    ``shards`` (with ground truth), as the training's ``val/vertex_error_similarity_mm``."""
+    samples = list(face_dataset(str(shards), split_by_node=False, split_by_worker=False))
+    errors, mean_errors = [], []
+    for start in range(0, len(samples), BATCH):
+        batch = collate_faces(samples[start : start + BATCH])
+        target = batch["vertices"]
+        predicted = module.reconstruct(batch["image"], batch["landmarks"]).vertices
+        errors.append(vertex_error_mm(predicted, target, align=True))
+        mean_face = module.graph.model.mean_vertices(len(target)).to(target)
+        mean_errors.append(vertex_error_mm(mean_face, target, align=True))
+    return float(torch.cat(errors).mean()), float(torch.cat(mean_errors).mean())
+
+
 def row(name: str, scores: RetrievalScores) -> dict:
     return {"method": name, **scores.as_dict()}
 
@@ -178,13 +211,9 @@ def study_model(name: str, module: FastGANFitModule, paths: list[Path], landmark
     meshes[missing] = np.nan
     rows = [row(f"{name}: shape coefficients", retrieval_scores(shapes[:count], shapes[count:])),
             row(f"{name}: neutral meshes", retrieval_scores(meshes[:count], meshes[count:]))]  # fmt: skip
-    head = module.regressor.identity_head
-    if head is not None:
-        saved = {key: value.clone() for key, value in head.state_dict().items()}
-        torch.nn.init.zeros_(head.weight)
-        torch.nn.init.zeros_(head.bias)
-        without, _ = regress_all(module, images, points)
-        head.load_state_dict(saved)
+    if module.regressor.identity_head is not None:
+        with identity_head_zeroed(module):
+            without, _ = regress_all(module, images, points)
         without = aligned_meshes(module, without)
         without[missing] = np.nan
         rows.append(row(f"{name}: neutral meshes, identity head zeroed",
@@ -205,6 +234,8 @@ def main() -> None:
     parser.add_argument("--upsample", type=int, default=2, help="detector upsampling (small faces)")
     parser.add_argument("--landmarks", type=Path, default=None,
                         help="an .npz with the photos' landmarks from an earlier run (skips detection)")
+    parser.add_argument("--synthetic", type=Path, default=None,
+                        help="face shards with ground truth (data/synthetic_demo/val): each model's vertex error")
     parser.add_argument("--output", type=Path, default=REPO / "outputs" / "identity_study")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -214,8 +245,12 @@ def main() -> None:
     paths = [a for _, a, _ in pairs] + [b for _, _, b in pairs]
     count = len(pairs)
     args.output.mkdir(parents=True, exist_ok=True)
-    if args.landmarks is not None:
-        landmarks = np.load(args.landmarks)["landmarks"]
+    if args.landmarks is not None:  # an earlier run's landmarks.npz: A photos then B photos of its ``ids``
+        stored = np.load(args.landmarks)
+        position = {str(key): index for index, key in enumerate(stored["ids"])}
+        known = len(position)
+        rows = [position[key] for key, _, _ in pairs] + [known + position[key] for key, _, _ in pairs]
+        landmarks = stored["landmarks"][rows]
     else:
         landmarks = detect(paths, args.upsample)
         np.savez(args.output / "landmarks.npz", landmarks=landmarks, ids=np.array([key for key, _, _ in pairs]))
@@ -235,16 +270,30 @@ def main() -> None:
         models.append(("untrained, default config (priors only)",
                        instantiate(default_config(args.override), _convert_="all").eval()))
     embeddings = None
+    synthetic = []
     for name, module in models:
         model_rows, embeddings = study_model(name, module, paths, landmarks, count)
         rows += model_rows
+        if args.synthetic is not None:
+            error, mean_error = synthetic_errors(module, args.synthetic)
+            synthetic.append({"method": name, "vertex_error_similarity_mm": error, "mean_face_mm": mean_error})
+            if module.regressor.identity_head is not None:
+                with identity_head_zeroed(module):
+                    error, mean_error = synthetic_errors(module, args.synthetic)
+                synthetic.append({"method": f"{name}, identity head zeroed", "vertex_error_similarity_mm": error,
+                                  "mean_face_mm": mean_error})
     if embeddings is not None:
         rows.insert(2, row("identity embedding", retrieval_scores(embeddings[:count], embeddings[count:])))
     lines = ["| method | N | missing | rank-1 | top-5 | median rank | ROC AUC |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['n']} | {r['missing']} | {r['rank1']:.1%} | {r['top5']:.1%} | "
               f"{r['median_rank']:.1f} | {r['auc']:.3f} |" for r in rows]  # fmt: skip
+    if synthetic:
+        lines += ["", f"Held-out synthetic faces ({args.synthetic}), similarity-aligned vertex error:", "",
+                  "| model | vertex error (mm) | mean face (mm) | below the mean face |", "|---|---|---|---|"]
+        lines += [f"| {r['method']} | {r['vertex_error_similarity_mm']:.3f} | {r['mean_face_mm']:.3f} | "
+                  f"{1 - r['vertex_error_similarity_mm'] / r['mean_face_mm']:.1%} |" for r in synthetic]  # fmt: skip
     (args.output / "results.md").write_text("\n".join(lines) + "\n")
-    (args.output / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (args.output / "results.json").write_text(json.dumps({"retrieval": rows, "synthetic": synthetic}, indent=1) + "\n")
     print("\n".join(lines))
 
 
