@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from fastganfit.facemodel.morphable import MorphableModel
+
+# Every model built from the default config fits the identity prior on rendered faces (2000 by default, about a
+# minute): a few dozen keep the builds of the tests (and of the train.py runs they start) fast.
+os.environ.setdefault("FASTGANFIT_IDENTITY_PRIOR_SAMPLES", "32")
 
 
 @pytest.fixture(scope="session")

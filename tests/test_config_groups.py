@@ -67,6 +67,7 @@ def required(group: str, option: str, assets: AssetFiles, tmp_path: Path) -> lis
         "data/mixed": [f"data.self_supervised.train_urls={tmp_path}"],
         "logger/wandb": [f"logger.save_dir={tmp_path}"],  # its default is the Hydra run folder
         "experiment/hybrid": [f"data.self_supervised.train_urls={tmp_path}", "model.init_checkpoint=null"],
+        "experiment/photos": [f"data.self_supervised.train_urls={tmp_path}", "model.init_checkpoint=null"],
         "experiment/demo": ["model.init_checkpoint=null"],
         "experiment/fast_full": ["model.init_checkpoint=null"],
         "experiment/texture_gan": [f"data.urls={tmp_path}"],

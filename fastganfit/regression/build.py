@@ -15,6 +15,7 @@ from fastganfit.perception.landmarks import NUM_LANDMARKS
 from fastganfit.reconstruction.graph import FaceReconstructionGraph
 from fastganfit.reconstruction.landmark_camera import landmark_feature_count
 from fastganfit.reconstruction.losses import GANFitLoss
+from fastganfit.regression.identity_prior import IdentityPriorSettings, fit_identity_prior
 from fastganfit.regression.landmark_prior import LandmarkPriorSettings, fit_landmark_prior
 from fastganfit.regression.module import FastGANFitModule
 from fastganfit.regression.regressor import Regressor
@@ -53,12 +54,17 @@ def build_fast_ganfit(
     (:meth:`FastGANFitModule.landmark_features`), and ``landmark_prior`` (``None``, or
     :class:`LandmarkPriorSettings` keyword arguments): add landmark heads (needs ``landmark_input``) that start
     from the least-squares landmarks -> shape and expression map of the model's prior
-    (:mod:`fastganfit.regression.landmark_prior`). That map is fitted here when ``fit_prior`` is true and there
-    is no ``init_checkpoint`` (whose weights replace it; ``fit_prior=False`` when a checkpoint's weights will).
+    (:mod:`fastganfit.regression.landmark_prior`), and ``identity_prior`` (``None``, or
+    :class:`IdentityPriorSettings` keyword arguments): add a linear shape head on the identity network's embedding
+    that starts from the ridge map fitted on rendered synthetic faces to the shape the landmark map leaves
+    unexplained (:mod:`fastganfit.regression.identity_prior`). The maps are fitted here when ``fit_prior`` is true
+    and there is no ``init_checkpoint`` (whose weights replace them; ``fit_prior=False`` when a checkpoint's
+    weights will).
     ``module_kwargs`` go to :class:`FastGANFitModule` (phase, optimiser, ...).
     """
     graph = FaceReconstructionGraph.from_components(model, texture, renderer, identity, heatmaps)
-    reserved = sorted({"sizes", "identity_channels", "heatmap_channels", "landmark_features"} & set(regressor))
+    read = {"sizes", "identity_channels", "heatmap_channels", "landmark_features", "identity_head"}
+    reserved = sorted(read & set(regressor))
     if reserved:
         raise ValueError(f"build_fast_ganfit: regressor settings {reserved} are read from the components; remove them")
     settings = dict(regressor)
@@ -67,6 +73,8 @@ def build_fast_ganfit(
     if prior is not None and not landmark_input:
         raise ValueError("build_fast_ganfit: regressor.landmark_prior needs regressor.landmark_input: true")
     prior_settings = None if prior is None else LandmarkPriorSettings(**prior)
+    identity_prior = settings.pop("identity_prior", None)
+    identity_settings = None if identity_prior is None else IdentityPriorSettings(**identity_prior)
     camera_params = graph.renderer.camera.num_params
     network = Regressor(
         graph.sizes,
@@ -74,8 +82,14 @@ def build_fast_ganfit(
         heatmap_channels=NUM_LANDMARKS,
         landmark_features=landmark_feature_count(NUM_LANDMARKS, camera_params) if landmark_input else 0,
         landmark_heads=prior_settings is not None,
+        identity_head=0 if identity_settings is None else identity.embedding_dim,
         **settings,
     )
-    if prior_settings is not None and fit_prior and module_kwargs.get("init_checkpoint") is None:
-        network.set_landmark_map(**vars(fit_landmark_prior(graph, prior_settings)))
+    if fit_prior and module_kwargs.get("init_checkpoint") is None:
+        landmark_map = None if prior_settings is None else fit_landmark_prior(graph, prior_settings)
+        if landmark_map is not None:
+            network.set_landmark_map(**vars(landmark_map))
+        if identity_settings is not None:
+            noise = 0.0 if prior_settings is None else prior_settings.noise
+            network.set_identity_map(**vars(fit_identity_prior(graph, identity_settings, landmark_map, noise)))
     return FastGANFitModule(graph, network, loss, **module_kwargs)

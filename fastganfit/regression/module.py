@@ -6,7 +6,8 @@ Per batch (aligned crops ``image [B, 3, S, S]`` in [0, 1], ``landmarks [B, 68, 2
     graph.target(crop, landmarks)                  -> image [B, 3, R, R], landmarks, identity activations
     graph.input_heatmaps(crop, landmarks)          -> [B, 68, h, h]
     graph.landmark_camera(landmarks)               -> camera0 [B, 7], landmark features [B, 143]
-    regressor(activations, heatmaps, features)     -> FaceParams (camera = camera0 + the camera head)
+    regressor(activations, heatmaps, features,
+              colour, embedding)                   -> FaceParams (camera = camera0 + the camera head)
     graph.render(params, target)                   -> vertices, UV texture, render over the input
     graph.objective(result, loss)                  -> total, terms
 
@@ -106,10 +107,13 @@ class FastGANFitModule(L.LightningModule):
     ``landmark_camera``: the camera head predicts a residual on :func:`camera_from_landmarks` (the camera that
     best projects the mean face's landmarks onto the input's); ``False``: the head predicts the camera itself.
     ``train_heads``: the regressor heads that learn (default: shape, expression, camera for ``align``,
-    all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The rest of
-    the regressor always trains. ``optimizer``: builds the optimiser from the trainable parameters (a partial, e.g.
-    of ``torch.optim.AdamW``: conf/optimizer/); ``scheduler``: builds the per-step learning-rate scheduler from the
-    optimiser (conf/scheduler/; a ``total_steps`` argument left ``None`` gets the trainer's ``max_steps``).
+    all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The identity head
+    never learns: its map was fitted on more rendered faces than a training set holds, and Adam's steps of about the
+    learning rate per weight would move its small weights by their own size in a demo's 1000 steps, towards the
+    training faces. The rest of the regressor always trains. ``optimizer``: builds the optimiser from the trainable
+    parameters (a partial, e.g. of ``torch.optim.AdamW``: conf/optimizer/); ``scheduler``: builds the per-step
+    learning-rate scheduler from the optimiser (conf/scheduler/; a ``total_steps`` argument left ``None`` gets the
+    trainer's ``max_steps``).
     Defaults: :data:`DEFAULT_OPTIMIZER`, :data:`DEFAULT_SCHEDULER`. Image grids (input | render | overlay | UV
     texture of ``num_logged_images`` faces) go to the logger and ``<log_dir>/images`` every ``log_images_every_n_steps``
     training steps (0: never), on global rank 0 only. ``compile``: ``torch.compile`` the regressor in place
@@ -157,6 +161,8 @@ class FastGANFitModule(L.LightningModule):
         for group in (self.regressor.heads, self.regressor.landmark_heads):
             for name, head in group.items():
                 head.requires_grad_(name in heads)
+        if self.regressor.identity_head is not None:  # keeps its closed-form map (regression/identity_prior.py)
+            self.regressor.identity_head.requires_grad_(False)
         if compile:
             self.regressor.compile(backend="inductor" if compile is True else compile)
         self._last_step_time: float | None = None
@@ -175,7 +181,8 @@ class FastGANFitModule(L.LightningModule):
         camera = graph.landmark_camera(target.landmarks) if self.hparams.landmark_camera else None
         features = graph.landmark_features(target.landmarks, camera) if self.regressor.landmark_features else None
         colour = face_colour_features(target.image, target.landmarks) if self.regressor.colour_input else None
-        params = self.regressor(target.identity_input.activations, heatmaps, features, colour)
+        identity = target.identity_input
+        params = self.regressor(identity.activations, heatmaps, features, colour, identity.embedding)
         if camera is not None:
             params = replace(params, camera=params.camera + camera)
         return graph.render(params, target)

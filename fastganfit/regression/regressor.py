@@ -11,6 +11,8 @@ Two branches and an optional landmark feature vector, fused by an MLP, and one l
                                                                    added to groups texture and light
     landmark features, standardised (optional, landmark_heads)      -> landmark_head_g (Linear) * scale_g,
                                                                    added to groups shape and expression
+    identity embedding [B, D], standardised (optional, identity_head) -> identity_head (Linear) * scale,
+                                                                   added to group shape
 
 Heads start at exactly zero (weights and biases), so an untrained regressor outputs all-zero FaceParams: the
 mean face (FastGANFitModule poses it with the landmark camera, the camera head predicting a residual).
@@ -24,6 +26,12 @@ at zero, like the others.
 Why landmark heads: shape and expression are close to linear in the landmark features, and that linear map is
 known before training (:mod:`fastganfit.regression.landmark_prior` fits it on the face model's prior;
 :meth:`Regressor.set_landmark_map` loads it). Through the fusion MLP Adam would have to rediscover it from zero.
+
+Why an identity head: the landmarks fix the face's outline as one photo shows it, and they move with pose and the
+detector, so two photos of one person get shapes hardly closer than two people's. The identity network's embedding
+is what stays the same from photo to photo of a person; a linear map from it to the shape coefficients, fitted
+where the true shape is known (:mod:`fastganfit.regression.identity_prior`, as MICA does with scans;
+:meth:`Regressor.set_identity_map` loads it), makes the shape follow the person (docs/accuracy.md, section 6).
 """
 
 from __future__ import annotations
@@ -175,7 +183,9 @@ class Regressor(nn.Module):
     shape and expression heads on the standardised landmark features (zero until :meth:`set_landmark_map`).
     ``colour_input``: add linear colour heads from the face's colour (:func:`face_colour_features`, ``[B, 6]``) to
     the texture and light heads. At least one of the first three inputs is needed. ``hidden`` and
-    ``feature_dim``: widths of the fusion MLP's two layers. ``output_scales``: an optional multiplier per group,
+    ``feature_dim``: widths of the fusion MLP's two layers. ``identity_head``: the identity network's embedding
+    width ``D`` for a linear shape head on the standardised embedding (zero until :meth:`set_identity_map`; 0:
+    none). ``output_scales``: an optional multiplier per group,
     one number for the whole group or one per coordinate (e.g. ``{"expression": 0.2, "camera": [0.05, 0.05, 0.05,
     0.5, 0.5, 0.5, 0.05]}``), default 1; see :func:`group_scales`.
     """
@@ -196,6 +206,7 @@ class Regressor(nn.Module):
         output_scales: Mapping[str, float | Sequence[float]] | None = None,
         colour_input: bool = False,
         landmark_heads: bool = False,
+        identity_head: int = 0,
     ) -> None:
         super().__init__()
         if not identity_channels and heatmap_backbone is None and not landmark_features:
@@ -240,7 +251,14 @@ class Regressor(nn.Module):
         if landmark_heads:  # the landmark heads' input standardisation (set_landmark_map; identity until then)
             self.register_buffer("landmark_mean", torch.zeros(self.landmark_features))
             self.register_buffer("landmark_std", torch.ones(self.landmark_features))
-        for head in (*self.heads.values(), *self.colour_heads.values(), *self.landmark_heads.values()):
+        if identity_head < 0:
+            raise ValueError(f"Regressor: identity_head must be an embedding width or 0, got {identity_head}")
+        self.identity_head = nn.Linear(identity_head, sizes.shape) if identity_head else None
+        if identity_head:  # the identity head's input standardisation (set_identity_map; identity until then)
+            self.register_buffer("embedding_mean", torch.zeros(identity_head))
+            self.register_buffer("embedding_std", torch.ones(identity_head))
+        extra_heads = () if self.identity_head is None else (self.identity_head,)
+        for head in (*self.heads.values(), *self.colour_heads.values(), *self.landmark_heads.values(), *extra_heads):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         for name, scale in group_scales(sizes, output_scales).items():
@@ -271,6 +289,25 @@ class Regressor(nn.Module):
             head.bias.copy_(bias[start : start + size].to(scale) / scale)
             start += size
 
+    @torch.no_grad()
+    def set_identity_map(self, mean: Tensor, std: Tensor, weight: Tensor, bias: Tensor) -> None:
+        """Make the identity head compute ``(embedding - mean) / std @ weight + bias`` (``mean, std [D]``, ``weight
+        [D, Ks]``, ``bias [Ks]``: shape coefficients), added to the other heads' shape; see
+        :func:`fastganfit.regression.identity_prior.fit_identity_prior`."""
+        if self.identity_head is None:
+            raise ValueError("Regressor.set_identity_map: this regressor has no identity head (identity_head=0)")
+        width, size = self.identity_head.in_features, self.sizes.shape
+        if mean.shape != (width,) or std.shape != mean.shape or weight.shape != (width, size) or bias.shape != (size,):
+            raise ValueError(
+                f"Regressor.set_identity_map: expected mean, std [{width}], weight [{width}, {size}] and bias "
+                f"[{size}], got {list(mean.shape)}, {list(std.shape)}, {list(weight.shape)}, {list(bias.shape)}"
+            )
+        scale = self.output_scale("shape")
+        self.embedding_mean.copy_(mean)
+        self.embedding_std.copy_(std)
+        self.identity_head.weight.copy_(weight.T.to(scale) / scale[:, None])
+        self.identity_head.bias.copy_(bias.to(scale) / scale)
+
     def output_scale(self, name: str) -> Tensor:
         """The multiplier ``[K]`` of group ``name``'s head output."""
         return getattr(self, f"{name}_scale")
@@ -300,17 +337,28 @@ class Regressor(nn.Module):
         heatmaps: Tensor | None = None,
         landmarks: Tensor | None = None,
         colour: Tensor | None = None,
+        embedding: Tensor | None = None,
     ) -> FaceParams:
         """FaceParams (each group ``[B, K]``) from identity ``activations`` (one ``[B, C_j, h_j, w_j]`` per
         adapter), ``heatmaps [B, 68, H, W]`` (ignored without a heatmap branch), landmark features
         ``landmarks [B, landmark_features]`` (ignored when ``landmark_features`` is 0) and the face's colour
-        ``colour [B, 6]`` (:func:`face_colour_features`; ignored without ``colour_input``)."""
+        ``colour [B, 6]`` (:func:`face_colour_features`; ignored without ``colour_input``) and the identity network's
+        ``embedding [B, D]`` (ignored without an identity head)."""
         feature = self.features(activations, heatmaps, landmarks)
         outputs = {name: self.heads[name](feature) for name in GROUPS}
         if self.landmark_heads:
             standardised = (landmarks - self.landmark_mean) / self.landmark_std
             for name, head in self.landmark_heads.items():
                 outputs[name] = outputs[name] + head(standardised)
+        if self.identity_head is not None:
+            width = self.identity_head.in_features
+            if embedding is None or embedding.shape != (feature.shape[0], width):
+                shape = None if embedding is None else list(embedding.shape)
+                raise ValueError(
+                    f"Regressor: expected an identity embedding [{feature.shape[0]}, {width}], got {shape}"
+                )
+            standardised_embedding = (embedding - self.embedding_mean) / self.embedding_std
+            outputs["shape"] = outputs["shape"] + self.identity_head(standardised_embedding)
         if self.colour_input:
             if colour is None or colour.shape != (feature.shape[0], COLOUR_FEATURES):
                 shape = None if colour is None else list(colour.shape)
