@@ -21,6 +21,7 @@ import torch
 
 from fastganfit.assetbuild.portrait_texture import (
     PhotoTextures,
+    TexturePCA,
     components_for,
     extract_photo_textures,
     portrait_photos,
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     count = len(textures.keys)
     full = weighted_pca(textures.albedo, textures.weight, coverage, min(args.max_components, count - 1))
     components = components_for(full.explained, args.explained)
-    pca = weighted_pca(textures.albedo, textures.weight, coverage, components)
+    pca = TexturePCA(full.mean, full.basis[:components], full.variances[:components], full.explained[:components])
     save_texture_pca(pca, args.output)
     record = {
         "command": "python scripts/build_portrait_texture_prior.py " + " ".join(sys.argv[1:] if argv is None else argv),
