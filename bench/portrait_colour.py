@@ -114,12 +114,26 @@ def quartiles(values: np.ndarray) -> str:
     return f"{median:.1f} ({low:.1f}-{high:.1f}, {top:.1f})"
 
 
+def kept_rows(labels: list[str]) -> list[str]:
+    """The table rows of runs ``labels`` in BENCHMARKS.md's current portrait_colour section."""
+    text = (Path(__file__).resolve().parent.parent / "BENCHMARKS.md").read_text()
+    section = text.split("<!-- bench:portrait_colour -->", 1)[-1].split("<!-- /bench:portrait_colour -->", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in labels]
+    missing = sorted(set(labels) - {row.split("|")[1].strip() for row in rows})
+    if missing:
+        raise ValueError(f"--keep {missing}: no rows of these runs in BENCHMARKS.md's portrait_colour section")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--portraits", default=os.environ.get("FASTGANFIT_SHARED", "../shared") + "/data/portraits")
     parser.add_argument("--n", type=int, default=32, help="photos of each of pairs/A and pairs/B")
     parser.add_argument("--run", nargs=2, action="append", required=True, metavar=("LABEL", "CKPT"))
+    parser.add_argument("--keep", nargs="*", default=[], metavar="LABEL",
+                        help="keep these runs' rows from BENCHMARKS.md's section instead of rerunning them")
     args = parser.parse_args()
+    kept = kept_rows(args.keep)
     torch.set_num_threads(1)
     portraits = Path(args.portraits)
     if not (portraits / "pairs").is_dir():
@@ -128,7 +142,7 @@ def main() -> int:
     settings = refine_settings([])
     header = ("| run | method | photos | skin ΔE median (25th-75th, 90th) | light tint % median | "
               "greyscale photos: render chroma (photo) | albedo-photo skin lightness Spearman rho |")
-    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    rows = [header, "|" + "---|" * (header.count("|") - 1), *kept]
     for label, ckpt in args.run:
         results = measure(ckpt, settings, sets)
         for method in METHODS:
@@ -161,7 +175,8 @@ def main() -> int:
         *rows,
     ])
     runs = " ".join(f"--run {label} {ckpt}" for label, ckpt in args.run)
-    command = f"python bench/portrait_colour.py --n {args.n} {runs}"
+    command = f"python bench/portrait_colour.py --n {args.n} {runs}" + (f" --keep {' '.join(args.keep)}"
+                                                                         if args.keep else "")
     write_section("portrait_colour", body, command)
     return 0
 

@@ -14,6 +14,7 @@ from skimage.color import rgb2lab
 
 from fastganfit.assetbuild.portrait_texture import components_for, weighted_pca
 from fastganfit.cli import CONFIG_DIR
+from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings
 from fastganfit.texture.pca import PCATexture, load_portrait_texture_prior, portrait_texture_prior_path
 from fastganfit.texture.procedural import ProceduralTexture
 
@@ -104,3 +105,19 @@ def test_weighted_pca_recovers_low_rank_textures_with_missing_texels() -> None:
     assert (completed - textures).abs().max() < 1e-3  # the true subspace and mean, from partial textures
     truth = torch.linalg.eigvalsh(torch.cov(codes.T))
     assert torch.allclose(pca.variances.sort(descending=True).values, truth.sort(descending=True).values, rtol=1e-3)
+
+
+def test_synthetic_faces_are_painted_by_the_prior(prior, skin_texels) -> None:
+    """``settings.texture=pca_portraits`` (data=synthetic's default): the faces' true texture latents are the prior's,
+    and their skin is the prior's skin; the set's settings (so its manifest) name the texture model."""
+    settings = SyntheticSettings(texture="pca_portraits", texture_resolution=RESOLUTION)
+    source = SyntheticFaceSource(seed=5, crop_size=64, settings=settings)
+    sample = source.render([0])[0]
+    latent = torch.from_numpy(sample["params"]["texture"])
+    assert latent.shape == (prior.latent_dim,)
+    with torch.no_grad():
+        assert torch.equal(source.texture(latent[None]), prior(latent[None]))
+    image = torch.from_numpy(sample["image"]).float()
+    assert image.std() > 10  # a face was drawn, not a blank crop
+    with pytest.raises(ValueError, match="texture must be one of"):
+        SyntheticSettings(texture="gan_default")
