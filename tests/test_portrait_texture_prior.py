@@ -15,6 +15,7 @@ from skimage.color import rgb2lab
 from fastganfit.assetbuild.portrait_texture import components_for, weighted_pca
 from fastganfit.cli import CONFIG_DIR
 from fastganfit.data.synthetic import SyntheticFaceSource, SyntheticSettings
+from fastganfit.reconstruction.graph import grey_where, greyscale_images
 from fastganfit.texture.pca import PCATexture, load_portrait_texture_prior, portrait_texture_prior_path
 from fastganfit.texture.procedural import ProceduralTexture
 
@@ -121,3 +122,17 @@ def test_synthetic_faces_are_painted_by_the_prior(prior, skin_texels) -> None:
     assert image.std() > 10  # a face was drawn, not a blank crop
     with pytest.raises(ValueError, match="texture must be one of"):
         SyntheticSettings(texture="gan_default")
+
+
+def test_greyscale_photos_are_detected_and_rendered_grey() -> None:
+    generator = torch.Generator().manual_seed(2)
+    colour = torch.rand(2, 3, 16, 16, generator=generator)
+    photos = torch.cat([colour[:1], colour[1:].mean(1, keepdim=True).expand(1, 3, 16, 16)])
+    photos = (photos * 255).round() / 255  # 8-bit, as decoded
+    grey = greyscale_images(photos)
+    assert grey.tolist() == [False, True]
+    render = torch.rand(2, 3, 16, 16, generator=generator)
+    shown = grey_where(render, grey)
+    assert torch.equal(shown[0], render[0])  # a colour photo's render is untouched
+    assert (shown[1] - shown[1].mean(0)).abs().max() < 1e-6  # a greyscale photo's render is grey
+    assert torch.allclose(shown[1, 0], (render[1] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0))
