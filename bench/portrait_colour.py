@@ -165,10 +165,9 @@ def main() -> int:
             rows.append(f"| {label} | {method} | pairs/A + pairs/B colour ({len(colour_photo)}) | | | | {rho:.2f} |")
     body = "\n".join([
         "Render against photo over the visible skin (CIEDE2000, skimage.color; lips, brows, eyes and the forehead",
-        "above 20 mm over the brows excluded), in the aligned crop at the render size; photos spread evenly over",
-        "pairs/A",
-        "(public domain, the prior's own photos) and pairs/B (other photos of the same people, never used to build",
-        "it; some greyscale), and the package photos, also made grey. Light tint: 100 |c / mean(c) - 1| of the",
+        "above 20 mm over the brows excluded), in the aligned crop at the render size. Photos spread evenly",
+        "over pairs/A (public domain, the prior's own photos) and pairs/B (other photos of the same people, never",
+        "used to build it; some greyscale), and the package photos, also made grey. Light tint: 100 |c / mean(c) - 1| of the",
         "light's mean colour on a white surface (0: white). Chroma: median CIELAB chroma over the skin pixels.",
         "Spearman rho: the fitted model texture's median skin L* against the photo's, over the colour portraits.",
         "",
