@@ -351,7 +351,7 @@ def test_faces_all_gives_one_result_per_face(run, module, landmarker) -> None:
         FitOptions(faces="biggest")
 
 
-def test_outputs_load_and_match_the_fit(run, shape_bias) -> None:
+def test_outputs_load_and_match_the_fit(run, module, shape_bias) -> None:
     root, _, _, _ = run
     folder = root / "out" / "astronaut"
     assert sorted(path.name for path in folder.iterdir()) == sorted(
@@ -367,7 +367,8 @@ def test_outputs_load_and_match_the_fit(run, shape_bias) -> None:
     assert 120 < span[1] < 300  # a head in millimetres
     with np.load(folder / "params.npz") as params:
         sizes = {name: params[name].shape for name in ("shape", "expression", "texture", "camera", "light")}
-        assert sizes == {"shape": (100,), "expression": (53,), "texture": (43,), "camera": (7,), "light": (10,)}
+        texture = (module.graph.texture.latent_dim,)  # the default texture model's (pca_portraits: 57)
+        assert sizes == {"shape": (100,), "expression": (53,), "texture": texture, "camera": (7,), "light": (10,)}
         assert np.allclose(params["shape"], shape_bias.numpy(), atol=1e-6)
         assert params["crop_landmarks"].shape == (68, 2) and params["crop_transform"].shape == (2, 3)
         assert int(params["crop_size"]) == CROP

@@ -15,6 +15,7 @@ from fastganfit.render.camera import YAW
 from fastganfit.render.face_renderer import FaceRenderer
 from fastganfit.render.lighting import SphericalHarmonicsLighting
 from fastganfit.texture.photo_uv import PhotoTextureExtractor, pull_push_fill, smooth_ramp
+from fastganfit.texture.uv_layout import rasterize_uv_layout
 
 SIZE, RESOLUTION = 224, 128
 
@@ -208,3 +209,54 @@ def test_brightness_only_keeps_the_photos_colour_balance(source, extractor) -> N
             true_ratio = (faces["textures"][:, 0] / faces["textures"][:, 2])[where].mean()
             assert texel_error(exact.albedo, faces["textures"], where) < 2.0
             assert ratio > 1.3 * true_ratio
+
+
+def checkerboard(size: int, tile: int = 8) -> torch.Tensor:
+    """``[3, size, size]``: a blue and green checkerboard, a textured background no skin looks like."""
+    index = torch.arange(size) // tile
+    odd = ((index[:, None] + index[None, :]) % 2).float()
+    blue, green = torch.tensor([0.15, 0.3, 0.75]), torch.tensor([0.2, 0.65, 0.25])
+    return blue.view(3, 1, 1) * odd + green.view(3, 1, 1) * (1 - odd)
+
+
+@torch.no_grad()
+def test_cleaning_keeps_hair_and_background_out_of_skin_texels(source, extractor) -> None:
+    """Known masks: hair painted on the forehead and scalp of the true texture (a UV mask), and a strip of the
+    photo over one cheek replaced by a checkerboard background (as when a fitted silhouette overhangs the face).
+    The photo texture must not take those texels (the model texture fills them, without a seam) and must keep the
+    clean skin."""
+    faces = synthetic_faces(source, [0, 1])
+    faces["backgrounds"] = checkerboard(SIZE).expand(2, -1, -1, -1)
+    model, layout = source.model, rasterize_uv_layout(source.model, RESOLUTION)
+    brows = model.mean[model.landmark_indices][17:27, 1].mean()
+    hair = (layout.positions[1] > brows + 25.0) & (layout.coverage[0] > 0)
+    shaved = faces["textures"]
+    hairy = torch.where(hair, torch.tensor([0.16, 0.11, 0.08]).view(1, 3, 1, 1), shaved)
+    image = render(source, faces, hairy)
+    # the background strip: pixels left of halfway between the nose tip and the left jaw landmarks
+    points = source.renderer.camera.project(model.landmarks(faces["vertices"]), faces["camera"], (SIZE,) * 2)
+    edge = (points[:, 30, 0] + points[:, 2, 0]) / 2
+    strip = torch.arange(SIZE).view(1, 1, 1, SIZE) < edge.view(-1, 1, 1, 1)
+    image = torch.where(strip, faces["backgrounds"], image)
+    view = extractor.camera.to_view(faces["vertices"], faces["camera"])
+    texel_points = extractor.texel_attributes(view).flatten(2).transpose(1, 2)
+    texel_x = extractor.camera.view_to_pixels(texel_points, faces["camera"], (SIZE, SIZE))[..., 0]
+    in_strip = (texel_x < edge.view(-1, 1)).view(-1, RESOLUTION, RESOLUTION)
+    raw = PhotoTextureExtractor(model, source.renderer.camera, source.renderer.lighting, RESOLUTION, clean=False,
+                                backend="torch")  # fmt: skip
+    args = (image, faces["vertices"], faces["camera"], faces["light"], shaved)
+    cleaned, uncleaned = extractor(*args), raw(*args)
+    skin = (extractor.trust.skin[0, 0] > 0.5) & (uncleaned.seen[:, 0] > 0.9)
+    hair_texels, background_texels = skin & hair, skin & in_strip & ~hair
+    clean_texels = skin & ~hair & ~in_strip
+    assert hair_texels.sum() > 200 and background_texels.sum() > 200 and clean_texels.sum() > 1000
+    kept = cleaned.seen[:, 0]
+    assert (kept[hair_texels] < 0.5).float().mean() > 0.95
+    assert (kept[background_texels] < 0.5).float().mean() > 0.95
+    assert (kept[clean_texels] > 0.9).float().mean() > 0.95
+    # where hair or background was, the blended texture is the skin again (the model's, moved to the photo's colour)
+    dirty = hair_texels | background_texels
+    after, before = texel_error(cleaned.blended, shaved, dirty), texel_error(uncleaned.blended, shaved, dirty)
+    print(f"hair and background texels: blended error {before:.1f}/255 without cleaning, {after:.1f}/255 with")
+    assert after < 20.0 and after < before / 4
+    assert texel_error(cleaned.blended, shaved, clean_texels) < 2.0

@@ -141,7 +141,7 @@ def test_run_config_holds_the_resolved_config_and_metadata(staged) -> None:
     for run, identity in ((align, 0.0), (full, 1.0)):
         config = run.config
         assert config["loss.landmark"] == 1.0 and config["loss.shape"] == 0.003 and config["loss.identity"] == identity
-        assert config["model.texture._target_"] == "fastganfit.texture.procedural.ProceduralTexture.for_ict"
+        assert config["model.texture._target_"] == "fastganfit.texture.pca.load_portrait_texture_prior"
         assert config["model.renderer.image_size"] == 64 and config["model.identity.layers"] == ["stage2", "stage3"]
         assert config["data.batch_size"] == 2 and config["data.train_urls"] == config["data.val_urls"]
         assert config["seed"] == 0 and config["trainer.max_steps"] == (4 if run is align else 2)

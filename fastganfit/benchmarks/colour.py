@@ -7,7 +7,8 @@
   ``100 ||c_p / mean(c_p) - c_t / mean(c_t)||_2`` (percent) with ``c`` the mean colour the light gives a white
   surface over the front hemisphere of normals (:func:`light_colour`).
 * :func:`masked_delta_e`: mean delta-E between two images over a mask (the render against the photo over the
-  rendered face, for photos without ground truth).
+  rendered face, for photos without ground truth); :func:`visible_skin_texels` the UV skin compared on photos.
+* :func:`chroma`, :func:`lightness`, :func:`light_chroma`: a picture's skin chroma and lightness, a light's tint.
 
 Images and textures are display (sRGB) values in [0, 1], as the renderer and the texture models produce them.
 """
@@ -22,10 +23,14 @@ import torch.nn.functional as F
 from skimage.color import deltaE_ciede2000, rgb2lab
 from torch import Tensor
 
+from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.texture.procedural import ProceduralTexture
+from fastganfit.texture.uv_layout import rasterize_uv_layout
 
 #: Front skin texels: the procedural skin region's weight above this (lips, brows and eyes excluded).
 SKIN_THRESHOLD = 0.5
+#: The visible skin ends this far (mm, mean face) above the brows: higher up, hair often covers the forehead.
+HAIRLINE_MM = 20.0
 #: Normals sampled on the front hemisphere (facing the camera) to average a light's colour over.
 HEMISPHERE_NORMALS = 256
 
@@ -58,6 +63,40 @@ def front_skin_texels(texture: ProceduralTexture) -> Tensor:
     """``[1, 1, R, R]`` bool: texels of the procedural texture's skin region (lips, brows and eye regions left out)
     on the front of the face (ears, neck and scalp left out): the skin a frontal or turned face shows."""
     return (texture.masks[0:1] > SKIN_THRESHOLD) & (texture.front > 0.5)
+
+
+def visible_skin_texels(texture: ProceduralTexture, model: MorphableModel) -> Tensor:
+    """``[1, 1, R, R]`` bool: :func:`front_skin_texels` below the hairline (mean-face height less than
+    :data:`HAIRLINE_MM` above the brows), the skin a photo shows uncovered by hair."""
+    layout = rasterize_uv_layout(model, texture.resolution)
+    brows = model.mean[model.landmark_indices][17:27, 1].mean()
+    below = (layout.positions[1] < brows + HAIRLINE_MM).view_as(texture.front)
+    return front_skin_texels(texture) & below.to(texture.front.device)
+
+
+def chroma(images: Tensor, mask: Tensor) -> np.ndarray:
+    """Median CIELAB chroma ``sqrt(a*^2 + b*^2)`` ``[B]`` of ``images [B, 3, H, W]`` over ``mask [B, 1, H, W]``."""
+    lab = rgb2lab(images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
+    inside = (mask[:, 0] > 0.5).cpu().numpy()
+    values = np.hypot(lab[..., 1], lab[..., 2])
+    return np.array([np.median(row[where]) if where.any() else math.nan for row, where in zip(values, inside,
+                                                                                                strict=True)])
+
+
+def lightness(images: Tensor, mask: Tensor) -> np.ndarray:
+    """Median CIELAB lightness ``L*`` ``[B]`` of ``images [B, 3, H, W]`` over ``mask [B, 1, H, W]``."""
+    lab = rgb2lab(images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
+    inside = (mask[:, 0] > 0.5).expand(images.shape[0], *images.shape[2:]).cpu().numpy()
+    return np.array([np.median(row[where]) if where.any() else math.nan for row, where in zip(lab[..., 0], inside,
+                                                                                                strict=True)])
+
+
+def light_chroma(lighting: torch.nn.Module, light: Tensor) -> np.ndarray:
+    """``[B]`` percent: ``100 ||c / mean(c) - 1||`` of the light's colour ``c`` (:func:`light_colour`): 0 for a
+    white (grey) light; a warm studio light is about 10-20."""
+    colour = light_colour(lighting, light)
+    relative = colour / colour.mean(dim=1, keepdim=True).clamp(min=1e-6)
+    return (100.0 * torch.linalg.vector_norm(relative - 1.0, dim=1)).detach().cpu().numpy()
 
 
 def albedo_delta_e(predicted: Tensor, truth: Tensor, texels: Tensor) -> np.ndarray:

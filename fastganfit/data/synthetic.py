@@ -41,6 +41,7 @@ from fastganfit.perception.crop import DEFAULT_CROP_SIZE
 from fastganfit.render.camera import LOG_FOCAL, TX, TY, TZ, PerspectiveCamera
 from fastganfit.render.face_renderer import FaceRenderer
 from fastganfit.render.lighting import PhongLighting
+from fastganfit.texture.pca import PCATexture, load_portrait_texture_prior
 from fastganfit.texture.procedural import LEFT_EYE, RIGHT_EYE, ProceduralTexture
 
 INNER_LIPS = list(range(60, 68))
@@ -48,6 +49,7 @@ IDENTITY_TRANSFORM = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
 SUPERSAMPLE = 4  # painted eyes and mouth are drawn at 4x and averaged down (antialiased edges)
 
 
+SYNTHETIC_TEXTURES = ("procedural", "pca_portraits")
 FRAME_MARGIN = 0.02  # landmarks keep this fraction of the crop side from its border
 MAX_FRAMING_DRAWS = 50
 
@@ -69,9 +71,14 @@ class SyntheticSettings:
     background_noise: float = 0.03  # largest per-pixel noise standard deviation
     light_tint: float = 0.0  # largest coloured-light tint (0: the near-white lights of sample_random_faces)
     coloured_light_fraction: float = 1.0  # with light_tint: the chance that a face is lit by a tinted light
+    texture: str = "procedural"  # the texture model that paints the faces: procedural or pca_portraits
 
     def __post_init__(self) -> None:
+        if self.texture not in SYNTHETIC_TEXTURES:
+            raise ValueError(f"synthetic setting texture must be one of {SYNTHETIC_TEXTURES}, got {self.texture!r}")
         for item in fields(self):
+            if item.name == "texture":
+                continue
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
                 raise ValueError(f"synthetic setting {item.name} must be a finite non-negative number, got {value!r}")
@@ -230,9 +237,17 @@ def paint_eyes_and_mouth(background: torch.Tensor, landmarks: torch.Tensor, gene
     return image
 
 
+def synthetic_texture_model(settings: SyntheticSettings, model: MorphableModel) -> ProceduralTexture | PCATexture:
+    """The texture model that paints synthetic faces (``settings.texture``) at ``settings.texture_resolution``: the
+    procedural one on ``model``'s UV layout, or the real-skin PCA prior (ICT layout only)."""
+    if settings.texture == "procedural":
+        return ProceduralTexture(model, settings.texture_resolution)
+    return load_portrait_texture_prior(settings.texture_resolution)
+
+
 class SyntheticFaceSource:
     """Renders synthetic samples of one seed: ``samples(range(...))`` yields :meth:`FaceShardWriter.write`
-    keyword arguments. Holds the face model, the procedural texture and a torch-backend renderer."""
+    keyword arguments. Holds the face model, the texture model (``settings.texture``) and a torch-backend renderer."""
 
     def __init__(
         self,
@@ -249,7 +264,7 @@ class SyntheticFaceSource:
         self.crop_size = crop_size
         self.settings = settings or SyntheticSettings()
         self.model = model or MorphableModel.ict()
-        self.texture = ProceduralTexture(self.model, self.settings.texture_resolution)
+        self.texture = synthetic_texture_model(self.settings, self.model)
         self.renderer = FaceRenderer.from_model(
             self.model, camera=PerspectiveCamera(), lighting=PhongLighting(), image_size=crop_size, backend="torch"
         )
@@ -385,7 +400,7 @@ def generate_synthetic_faces(
         generator={
             **asdict(source.settings),
             "crop_size": crop_size,
-            "texture_model": "procedural",
+            "texture_model": source.settings.texture,
             "texture_dim": source.texture.latent_dim,
             "lighting": "phong",
             "camera": {

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from fastganfit.params import FaceParams
-from fastganfit.reconstruction.graph import FaceReconstructionGraph
+from fastganfit.reconstruction.graph import FaceReconstructionGraph, grey_where, greyscale_images
 from fastganfit.render.camera import LOG_FOCAL, YAW
 from fastganfit.render.face_renderer import FaceRenderer
 from fastganfit.render.lighting import PhongLighting
@@ -73,6 +73,7 @@ class ViewRenderer:
         vertices = graph.model(params.shape, params.expression)
         texture = graph.texture(params.texture).clamp(0, 1)
         over = self.over_crop(vertices, texture, params.camera, params.light, background=crops)
+        greyscale = greyscale_images(crops)  # a greyscale photo's render is shown in grey (as it is fitted)
         # the same pixel size over a wider image: focal (in units of half the image side) scaled by S / W
         wide_camera = params.camera.clone()
         wide_camera[:, LOG_FOCAL] += math.log(self.size / self.wide_size)
@@ -86,11 +87,11 @@ class ViewRenderer:
         return FaceViews(
             vertices=vertices,
             texture=texture,
-            render=over.image.clamp(0, 1),
+            render=grey_where(over.image, greyscale).clamp(0, 1),
             mask=over.mask,
             landmarks=over.landmarks,
             visibility=over.landmark_visibility,
-            wide=wide.image.clamp(0, 1),
+            wide=grey_where(wide.image, greyscale).clamp(0, 1),
             wide_mask=wide.mask,
             wide_offset=(self.wide_size - self.size) / 2.0,
             side=side.image.clamp(0, 1),

@@ -18,7 +18,7 @@ Every part is frozen and stays in eval mode; gradients flow through it to whatev
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -41,11 +41,30 @@ COMPONENTS: tuple[str, ...] = ("model", "texture", "renderer", "identity", "heat
 @dataclass(frozen=True)
 class FitTarget:
     """What renders are compared with: the crops at the render size ``image [B, 3, R, R]``, their
-    ``landmarks [B, 68, 2]`` (render pixels) and the identity network's view of them."""
+    ``landmarks [B, 68, 2]`` (render pixels), the identity network's view of them and which are greyscale
+    photos (``greyscale [B]`` bool; ``None``: none): those are rendered in grey, as they carry no colour to fit."""
 
     image: Tensor
     landmarks: Tensor
     identity_input: IdentityOutput
+    greyscale: Tensor | None = None
+
+
+#: Images whose channels differ from their mean by less than this on average ([0, 1] units) are greyscale.
+GREYSCALE_TOLERANCE = 1.0 / 255.0
+#: Rec. 601 luma weights: the grey a colour render is shown as for a greyscale photo.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def greyscale_images(images: Tensor) -> Tensor:
+    """``[B]`` bool: which of ``images [B, 3, H, W]`` are greyscale (equal channels up to JPEG noise)."""
+    return (images - images.mean(1, keepdim=True)).abs().mean((1, 2, 3)) < GREYSCALE_TOLERANCE
+
+
+def grey_where(images: Tensor, which: Tensor) -> Tensor:
+    """``images [B, 3, H, W]`` with those where ``which [B]`` is true replaced by their luma (no host sync)."""
+    luma = (images * images.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(images)
+    return torch.where(which.view(-1, 1, 1, 1), luma, images)
 
 
 @dataclass
@@ -143,7 +162,7 @@ class FaceReconstructionGraph(nn.Module):
     def target(self, crops: Tensor, landmarks: Tensor) -> FitTarget:
         """The target of aligned ``crops [B, 3, S, S]`` in [0, 1] with ``landmarks [B, 68, 2]`` (crop pixels)."""
         image, render_landmarks = self.to_render_frame(crops, landmarks)
-        return FitTarget(image, render_landmarks, self.identity(image, render_landmarks))
+        return FitTarget(image, render_landmarks, self.identity(image, render_landmarks), greyscale_images(image))
 
     @torch.no_grad()
     def input_heatmaps(self, crops: Tensor, landmarks: Tensor) -> Tensor:
@@ -171,11 +190,14 @@ class FaceReconstructionGraph(nn.Module):
 
     def render(self, params: FaceParams, target: FitTarget) -> Reconstruction:
         """Render ``params`` (batch B) over the target images; differentiable in ``params``. The morphable model and
-        the renderer run in float32 under autocast; the texture model in the autocast precision."""
+        the renderer run in float32 under autocast; the texture model in the autocast precision. Greyscale targets
+        (``target.greyscale``) get the render's luma: their fit compares brightness only."""
         with float32_region(params.shape.device):
             vertices = self.model(*to_float32(params.shape, params.expression))
         texture = self.texture(params.texture)
         render = self.renderer(vertices, texture, params.camera, params.light, background=target.image)
+        if target.greyscale is not None:
+            render = replace(render, image=grey_where(render.image, target.greyscale))
         return Reconstruction(target, params, vertices, texture, render)
 
     def objective(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NPZ_LAYOUT = (
@@ -105,6 +106,35 @@ class PCATexture(nn.Module):
         if not 0 <= count <= available:
             raise ValueError(f"{path}: asked for {count} texture components, the file has {available}")
         return cls(torch.from_numpy(mean), torch.from_numpy(basis[:count] * scale), torch.from_numpy(variances[:count]))
+
+    def resized(self, resolution: int) -> PCATexture:
+        """The same model at ``resolution`` (mean and basis resampled, antialiased bilinear; same variances)."""
+        if resolution < 4:
+            raise ValueError(f"PCA texture: resolution must be at least 4, got {resolution}")
+        if resolution == self.resolution:
+            return self
+        stds = self.scaled_basis.new_ones(self.latent_dim)
+        images = torch.cat([self.mean[None], self.scaled_basis.view(-1, *self.mean.shape)])
+        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                               antialias=True)  # fmt: skip
+        return PCATexture(images[0].clamp(0.0, 1.0), images[1:], stds.square())
+
+
+def portrait_texture_prior_path() -> Path:
+    """Where the real-skin PCA prior ships: ``fastganfit/assets/texture_pca_portraits.npz``."""
+    return Path(__file__).resolve().parent.parent / "assets" / "texture_pca_portraits.npz"
+
+
+def load_portrait_texture_prior(resolution: int = 128, num_components: int | None = None) -> PCATexture:
+    """The real-skin PCA texture prior learnt from public-domain official portraits (provenance and licence:
+    ``fastganfit/assets/texture_pca_portraits.md``), at ``resolution`` with its first ``num_components`` modes."""
+    path = portrait_texture_prior_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the portrait texture prior {path} is missing: build it with `python scripts/build_portrait_texture_prior"
+            f".py --portraits PORTRAITS --ckpt CKPT --output {path}` (docs/textures.md), or use texture=procedural"
+        )
+    return PCATexture.from_npz(path, num_components).resized(resolution)
 
 
 def _channels_first(array: np.ndarray, name: str, path: Path, resolution: int | None = None) -> np.ndarray:

@@ -10,6 +10,8 @@ is read at every texel)::
     photo colour           <- bilinear sample of the photo at the point's projection      (differentiable)
     visible                <- the rasterised depth at that pixel is the point's own depth  (no gradient)
     confidence             <- visible * ramp(cos(normal, view ray))                        (grazing texels fade out)
+                              * skin trust (skin texels of another colour than the face's skin: hair, background,
+                              glasses frames, highlights; texture/skin_trust.py)
     albedo                 <- (colour - shade(0)) / (shade(1) - shade(0))
 
 Both lighting models are affine in the albedo (Phong: ``albedo * (ambient + diffuse) + highlight``; spherical
@@ -33,7 +35,11 @@ from fastganfit.render.camera import PerspectiveCamera
 from fastganfit.render.face_renderer import vertex_normals
 from fastganfit.render.interpolate import compute_fragments
 from fastganfit.render.rasterizer import select_backend
+from fastganfit.texture.procedural import front_texels, region_masks
+from fastganfit.texture.skin_trust import SkinTrust, smooth_ramp
 from fastganfit.texture.uv_layout import UVLayout, rasterize_uv_layout
+
+__all__ = ["PhotoTexture", "PhotoTextureExtractor", "mirror_sampling_grid", "pull_push_fill", "smooth_ramp"]
 
 #: A texel's mirror image is trusted only when its mean-face position is within this distance (mm) of the mirrored
 #: position (UV seams make the interpolated mirror UV jump elsewhere).
@@ -47,20 +53,15 @@ class PhotoTexture:
 
     ``albedo [B, 3, R, R]`` the photo's albedo (after mirror completion; meaningless where ``confidence`` is 0),
     ``confidence [B, 1, R, R]`` in [0, 1] (seen directly, or through the mirror), ``seen [B, 1, R, R]`` the
-    direct part of it (before mirroring), ``model [B, 3, R, R]`` the fitted model texture and ``blended
-    [B, 3, R, R]`` the final texture: the photo where it is confident, the colour-matched model elsewhere."""
+    direct part of it (before mirroring; times the skin trust when cleaning), ``model [B, 3, R, R]`` the fitted
+    model texture and ``blended [B, 3, R, R]`` the final texture: the photo where it is confident, the
+    colour-matched model elsewhere."""
 
     albedo: Tensor
     confidence: Tensor
     seen: Tensor
     model: Tensor
     blended: Tensor
-
-
-def smooth_ramp(values: Tensor, low: float, high: float) -> Tensor:
-    """0 below ``low``, 1 above ``high``, a smoothstep between (same shape as ``values``)."""
-    t = ((values - low) / (high - low)).clamp(0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def pull_push_fill(values: Tensor, weight: Tensor, min_size: int = 2) -> Tensor:
@@ -111,7 +112,9 @@ class PhotoTextureExtractor(nn.Module):
     is larger) of it. ``mirror``: complete hidden texels from their mirror image. ``light_colour``: divide out the
     fitted light with its colour (exact when the fit is); ``False`` divides out only its brightness (the mean gain
     over the channels), keeping the photo's colour balance, which is safer when a fit confuses a coloured light
-    with the skin's colour.
+    with the skin's colour. ``clean``: trust skin texels only where their colour is the face's skin colour
+    (:class:`~fastganfit.texture.skin_trust.SkinTrust`), so hair, background, glasses frames and highlights come
+    from the mirror image or the model texture instead of the photo.
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class PhotoTextureExtractor(nn.Module):
         depth_tolerance_mm: float = 3.0,
         mirror: bool = True,
         light_colour: bool = True,
+        clean: bool = True,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -137,6 +141,9 @@ class PhotoTextureExtractor(nn.Module):
         self.min_cosine, self.full_cosine = float(min_cosine), float(full_cosine)
         self.depth_tolerance_mm, self.mirror = float(depth_tolerance_mm), bool(mirror)
         self.light_colour = bool(light_colour)
+        landmarks = model.mean[model.landmark_indices]
+        front = front_texels(layout, landmarks).view(1, 1, resolution, resolution)
+        self.trust = SkinTrust.from_regions(region_masks(layout, landmarks), front) if clean else None
         self.register_buffer("faces", model.faces.long(), persistent=False)
         self.register_buffer("texel_face", layout.face_index, persistent=False)
         self.register_buffer("texel_bary", layout.bary, persistent=False)
@@ -232,6 +239,8 @@ class PhotoTextureExtractor(nn.Module):
                 model_texture, size=(self.resolution,) * 2, mode="bilinear", align_corners=False, antialias=True
             )
         albedo, seen = self.observe(image, vertices, camera_params, light_params)
+        if self.trust is not None:
+            seen = seen * self.trust(albedo, seen)
         confidence = seen
         if self.mirror:
             albedo, confidence = self.complete_by_symmetry(albedo, seen)

@@ -1,0 +1,184 @@
+"""Render-vs-photo skin colour on real photos: the shared portraits (pairs/A, pairs/B) and the package photos
+(skimage's astronaut, matplotlib's Grace Hopper, and both made greyscale). Writes the 'portrait_colour' section of
+BENCHMARKS.md.
+
+For each ``--run LABEL CKPT`` and method (regression; regression + GANFit++, conf/fit/refine.yaml), per photo: the
+CIEDE2000 of the render against the photo over the visible skin (the UV skin below the hairline, lips, brows and
+eyes excluded, rendered with the fit and eroded by one pixel), the render's skin chroma on greyscale photos, the
+fitted light's tint (100 |c / mean(c) - 1|) and, across the colour photos, Spearman's rho between the fitted albedo's
+skin lightness (median L* of the model texture over the UV skin) and the photo's (median L* over the skin pixels).
+
+Usage: python bench/portrait_colour.py --portraits ../shared/data/portraits --n 32 --run before OLD.ckpt \
+    --run after NEW.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from colour import photos as package_photos
+from colour import refine_settings
+from common import write_section
+from PIL import Image
+from scipy.stats import spearmanr
+
+from fastganfit.assetbuild.portrait_texture import MIN_COLOUR_SCORE, colour_score
+from fastganfit.benchmarks.colour import chroma, light_chroma, lightness, masked_delta_e, visible_skin_texels
+from fastganfit.data.prepare import UnusableInputError
+from fastganfit.fitting.faces import crop_largest_face, graph_crop_template
+from fastganfit.fitting.optimise import refine, regress
+from fastganfit.perception.landmarks import DlibLandmarker
+from fastganfit.regression.checkpoint import load_fast_ganfit
+from fastganfit.texture.procedural import ProceduralTexture
+
+METHODS = ("regression", "regression + GANFit++")
+
+
+def select(portraits: Path, n: int) -> dict[str, list[tuple[str, np.ndarray, bool]]]:
+    """``{set: [(name, uint8 photo, greyscale)]}``: ``n`` photos spread evenly over each of pairs/A and pairs/B (in
+    name order), the package photos and the package photos made grey."""
+    sets = {}
+    for folder in ("pairs/A", "pairs/B"):
+        files = sorted((portraits / folder).glob("*.jpg"))
+        chosen = files[:: max(1, len(files) // n)][:n]
+        sets[folder] = [(path.name, np.asarray(Image.open(path).convert("RGB")), colour_score(path) < MIN_COLOUR_SCORE)
+                        for path in chosen]  # fmt: skip
+    package = package_photos()
+    sets["package"] = [(name, image, False) for name, image in package.items()]
+    grey = [(f"{name} (grey)", np.repeat(np.asarray(Image.fromarray(image).convert("L"))[..., None], 3, -1), True)
+            for name, image in package.items()]  # fmt: skip
+    sets["package (grey)"] = grey
+    return sets
+
+
+def measure(ckpt: str, settings: object, sets: dict) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """``{set: {method: {metric: [N]}}}`` for one checkpoint (metrics: delta_e, render_chroma, photo_chroma,
+    light_chroma, albedo_lightness, photo_lightness, grey)."""
+    module = load_fast_ganfit(ckpt, torch.device("cpu"))
+    graph = module.graph
+    landmarker, template = DlibLandmarker(detector="hog+cnn"), graph_crop_template(graph, graph.crop_size)
+    procedural = ProceduralTexture(graph.model, graph.texture.resolution)
+    skin_uv = visible_skin_texels(procedural, graph.model).float()
+    results = {}
+    for name, photos in sets.items():
+        crops, landmarks, grey = [], [], []
+        for _, image, is_grey in photos:
+            try:
+                face = crop_largest_face(image, landmarker, template, graph.crop_size, 40)
+            except UnusableInputError:
+                continue
+            crops.append(torch.from_numpy(np.array(face.crop)).permute(2, 0, 1).float() / 255.0)
+            landmarks.append(torch.from_numpy(np.array(face.landmarks)).float())
+            grey.append(is_grey)
+        crops, landmarks = torch.stack(crops), torch.stack(landmarks)
+        per_method: dict[str, list[dict[str, np.ndarray]]] = {method: [] for method in METHODS}
+        for start in range(0, len(crops), 8):
+            batch_crops, batch_landmarks = crops[start : start + 8], landmarks[start : start + 8]
+            regressed = regress(module, batch_crops, batch_landmarks)
+            refined, _ = refine(graph, batch_crops, batch_landmarks, regressed, settings)
+            target = graph.target(batch_crops, batch_landmarks)
+            for method, params in zip(METHODS, (regressed, refined), strict=True):
+                with torch.no_grad():
+                    result = graph.render(params, target)
+                    masks = graph.renderer(result.vertices, skin_uv.expand(len(batch_crops), 3, -1, -1),
+                                           params.camera, params.light).albedo[:, :1]  # fmt: skip
+                    skin = -F.max_pool2d(-(masks * result.render.mask), 3, 1, 1)
+                    texture = result.texture.clamp(0, 1)
+                    uv_skin = skin_uv.expand(len(batch_crops), 1, -1, -1)
+                    per_method[method].append({
+                        "delta_e": masked_delta_e(result.render.image, target.image, skin),
+                        "render_chroma": chroma(result.render.image, skin),
+                        "photo_chroma": chroma(target.image, skin),
+                        "light_chroma": light_chroma(graph.renderer.lighting, params.light),
+                        "albedo_lightness": lightness(texture, uv_skin),
+                        "photo_lightness": lightness(target.image, skin),
+                    })  # fmt: skip
+        results[name] = {
+            method: {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} | {"grey": np.array(grey)}
+            for method, parts in per_method.items()
+        }
+        print(name, {method: float(np.nanmedian(values["delta_e"])) for method, values in results[name].items()},
+              flush=True)  # fmt: skip
+    return results
+
+
+def quartiles(values: np.ndarray) -> str:
+    """``median (25th-75th, 90th)`` of the finite ``values``."""
+    finite = values[np.isfinite(values)]
+    low, median, high, top = np.percentile(finite, [25, 50, 75, 90])
+    return f"{median:.1f} ({low:.1f}-{high:.1f}, {top:.1f})"
+
+
+def kept_rows(labels: list[str]) -> list[str]:
+    """The table rows of runs ``labels`` in BENCHMARKS.md's current portrait_colour section."""
+    text = (Path(__file__).resolve().parent.parent / "BENCHMARKS.md").read_text()
+    section = text.split("<!-- bench:portrait_colour -->", 1)[-1].split("<!-- /bench:portrait_colour -->", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in labels]
+    missing = sorted(set(labels) - {row.split("|")[1].strip() for row in rows})
+    if missing:
+        raise ValueError(f"--keep {missing}: no rows of these runs in BENCHMARKS.md's portrait_colour section")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--portraits", default=os.environ.get("FASTGANFIT_SHARED", "../shared") + "/data/portraits")
+    parser.add_argument("--n", type=int, default=32, help="photos of each of pairs/A and pairs/B")
+    parser.add_argument("--run", nargs=2, action="append", required=True, metavar=("LABEL", "CKPT"))
+    parser.add_argument("--keep", nargs="*", default=[], metavar="LABEL",
+                        help="keep these runs' rows from BENCHMARKS.md's section instead of rerunning them")
+    args = parser.parse_args()
+    kept = kept_rows(args.keep)
+    torch.set_num_threads(1)
+    portraits = Path(args.portraits)
+    if not (portraits / "pairs").is_dir():
+        parser.error(f"--portraits {portraits}: no pairs/ folder there (the shared portraits)")
+    sets = select(portraits, args.n)
+    settings = refine_settings([])
+    header = ("| run | method | photos | skin ΔE median (25th-75th, 90th) | light tint % median | "
+              "greyscale photos: render chroma (photo) | albedo-photo skin lightness Spearman rho |")
+    rows = [header, "|" + "---|" * (header.count("|") - 1), *kept]
+    for label, ckpt in args.run:
+        results = measure(ckpt, settings, sets)
+        for method in METHODS:
+            colour_albedo, colour_photo = [], []
+            for name, by_method in results.items():
+                values = by_method[method]
+                grey = values["grey"]
+                grey_text = (f"{np.nanmedian(values['render_chroma'][grey]):.1f} "
+                             f"({np.nanmedian(values['photo_chroma'][grey]):.1f}), {grey.sum()} photos"
+                             if grey.any() else "-")  # fmt: skip
+                rho = "-"
+                if name.startswith("pairs"):
+                    colour_albedo += list(values["albedo_lightness"][~grey])
+                    colour_photo += list(values["photo_lightness"][~grey])
+                    rho = f"{spearmanr(values['albedo_lightness'][~grey], values['photo_lightness'][~grey])[0]:.2f}"
+                rows.append(f"| {label} | {method} | {name} ({len(grey)}) | {quartiles(values['delta_e'])} | "
+                            f"{np.nanmedian(values['light_chroma']):.1f} | {grey_text} | {rho} |")  # fmt: skip
+                print(rows[-1], flush=True)
+            rho = spearmanr(colour_albedo, colour_photo)[0]
+            rows.append(f"| {label} | {method} | pairs/A + pairs/B colour ({len(colour_photo)}) | | | | {rho:.2f} |")
+    body = "\n".join([
+        "Render against photo over the visible skin (CIEDE2000, skimage.color; lips, brows, eyes and the forehead",
+        "above 20 mm over the brows excluded), in the aligned crop at the render size. Photos spread evenly",
+        "over pairs/A (public domain, the prior's own photos) and pairs/B (other photos of the same people, never",
+        "used to build it; some greyscale), and the package photos, also made grey. Light tint: 100 |c / mean(c) - 1|",
+        "of the light's mean colour on a white surface (0: white). Chroma: median CIELAB chroma over the skin pixels.",
+        "Spearman rho: the fitted model texture's median skin L* against the photo's, over the colour portraits.",
+        "",
+        *rows,
+    ])
+    runs = " ".join(f"--run {label} {ckpt}" for label, ckpt in args.run)
+    command = f"python bench/portrait_colour.py --n {args.n} {runs}" + (f" --keep {' '.join(args.keep)}"
+                                                                         if args.keep else "")
+    write_section("portrait_colour", body, command)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
