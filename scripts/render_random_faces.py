@@ -15,13 +15,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from fastganfit.cli import CONFIG_DIR
 from fastganfit.data.random_faces import sample_random_faces, sample_sh_light
 from fastganfit.io.images import save_grid
 from fastganfit.io.mesh_export import write_obj
 from fastganfit.render.lighting import SphericalHarmonicsLighting
 
 
-@hydra.main(config_path="../conf", config_name="random_faces", version_base="1.3")
+@hydra.main(config_path=str(CONFIG_DIR), config_name="random_faces", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.num_faces < 1 or cfg.batch_size < 1:
         raise SystemExit(f"error: num_faces and batch_size must be positive (got {cfg.num_faces}, {cfg.batch_size})")
