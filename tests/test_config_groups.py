@@ -315,7 +315,7 @@ def test_paths_group_names_every_asset_once() -> None:
         flat = OmegaConf.to_container(config, resolve=False)
         items = [*flat.items(), *flat.get("regressor", {}).items()]
         for key, value in items:
-            if key in ("path", "weights", "landmark_indices", "uv_mesh", "data_dir", "landmarks_dir",
+            if key in ("path", "weights", "landmark_indices", "uv_mesh", "data_dir", "landmarks_dir", "root",
                        "heatmap_weights"):  # fmt: skip
                 assert isinstance(value, str) and value.startswith("${paths."), f"{group}/{option}: {key}: {value}"
                 referenced.add(value.removeprefix("${paths.").removesuffix("}"))

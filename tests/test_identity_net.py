@@ -7,7 +7,7 @@ from pathlib import Path
 import hydra.utils
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from fastganfit.perception.arcface import build_iresnet
 from fastganfit.perception.dlib_resnet import DlibResNet
@@ -15,6 +15,13 @@ from fastganfit.perception.face_chip import ArcFaceChipAligner, DlibChipAligner
 from fastganfit.perception.identity import IdentityNet, IdentityOutput, dlib_identity
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "fastganfit" / "conf" / "identity"
+
+
+def with_paths(config: DictConfig, **files: str | None) -> DictConfig:
+    """``config`` (one component's YAML) as a composed config has it: next to the paths group
+    (``${paths.<key>}``), its defaults with ``files`` set."""
+    paths = OmegaConf.merge(OmegaConf.load(CONFIG_DIR.parent / "paths" / "default.yaml"), files)
+    return OmegaConf.create({"paths": paths, "component": config}).component
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +104,11 @@ def test_config_dlib_resnet(tmp_path: Path) -> None:
 @pytest.mark.parametrize("arch", ["iresnet50", "iresnet100"])
 def test_config_arcface_needs_weights(arch) -> None:
     config = OmegaConf.load(CONFIG_DIR / f"arcface_{arch}.yaml")
-    assert config.arch == arch and config.weights is None
+    assert config.arch == arch and OmegaConf.to_container(config)["weights"] == f"${{paths.arcface_{arch}}}"
+    with pytest.raises(MissingMandatoryValue):  # the paths group's ??? (no local paths file)
+        hydra.utils.instantiate(with_paths(config))
+    config = with_paths(config, **{f"arcface_{arch}": None})
+    assert config.weights is None
     with pytest.raises(Exception, match=rf"ArcFace {arch} needs a weights file") as error:
         hydra.utils.instantiate(config)
     assert "backbone.pth" in str(error.value)

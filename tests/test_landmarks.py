@@ -11,7 +11,7 @@ import pytest
 import torch
 from asset_files import write_fan_weights
 from matplotlib import cbook
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from skimage import data
 from torch import nn
@@ -57,6 +57,15 @@ from fastganfit.perception.landmarks import (
 )
 
 CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf"
+
+
+def with_paths(config: DictConfig, **files: str | None) -> DictConfig:
+    """``config`` (one component's YAML) as a composed config has it: next to the paths group
+    (``${paths.<key>}``), its defaults with ``files`` set."""
+    paths = OmegaConf.merge(OmegaConf.load(CONF / "paths" / "default.yaml"), files)
+    return OmegaConf.create({"paths": paths, "component": config}).component
+
+
 RIGHT_EYE, LEFT_EYE, MOUTH = (
     slice(36, 42),
     slice(42, 48),
@@ -315,7 +324,7 @@ def test_configs_instantiate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     for name in ("landmarks", "heatmaps"):
         with pytest.raises(Exception, match=FAN_WEIGHTS_FILENAME.replace(".", r"\.")):
-            hydra.utils.instantiate(OmegaConf.load(CONF / name / "fan.yaml"))
+            hydra.utils.instantiate(with_paths(OmegaConf.load(CONF / name / "fan.yaml")))  # paths.fan: null
 
 
 def test_fan_heatmap_to_image_map_matches_face_alignment() -> None:

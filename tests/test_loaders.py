@@ -21,7 +21,7 @@ from asset_files import (
     write_bfm2017,
 )
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.facemodel.loaders import (
@@ -35,6 +35,14 @@ from fastganfit.facemodel.morphable import MorphableModel
 from fastganfit.io.mesh_export import write_obj
 
 CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf" / "facemodel"
+PATHS = CONF.parent / "paths" / "default.yaml"
+
+
+def with_paths(config: DictConfig, **files: str) -> DictConfig:
+    """``config`` (one component's YAML) as a composed config has it: next to the paths group (``${paths.bfm2009}``),
+    its defaults with ``files`` set."""
+    paths = OmegaConf.merge(OmegaConf.load(PATHS), files)
+    return OmegaConf.create({"paths": paths, "component": config}).component
 
 
 def vertices_of(model: MorphableModel, shape: np.ndarray, expression: np.ndarray) -> np.ndarray:
@@ -206,14 +214,23 @@ def test_hydra_configs_instantiate(tmp_path: Path) -> None:
     write_bfm2017(tmp_path / "m.h5")
     (tmp_path / "m.pkl").write_bytes(chumpy_pickle(flame_arrays()))
     np.savez(tmp_path / "m.npz", **load_bfm2009(tmp_path / "m.mat", LANDMARKS).arrays())
+    np.savetxt(tmp_path / "landmarks.txt", LANDMARKS, fmt="%d")
     files = {"bfm2009": "m.mat", "bfm2017": "m.h5", "flame": "m.pkl"}
     for name, file in files.items():
         config = OmegaConf.load(CONF / f"{name}.yaml")
-        with pytest.raises(MissingMandatoryValue):
-            instantiate(config)
-        model = instantiate(config, path=str(tmp_path / file), landmark_indices=LANDMARKS.tolist())
+        with pytest.raises(MissingMandatoryValue):  # the paths group's ??? (no local paths file)
+            instantiate(with_paths(config))
+        with pytest.raises(MissingMandatoryValue):  # the model file given, its landmarks not
+            instantiate(with_paths(config, **{name: str(tmp_path / file)}))
+        model = instantiate(with_paths(config, **{name: str(tmp_path / file)}), landmark_indices=LANDMARKS.tolist())
         assert isinstance(model, MorphableModel) and model.num_vertices == V
-    assert instantiate(OmegaConf.load(CONF / "npz.yaml"), path=str(tmp_path / "m.npz")).num_shape == 4
+        paths = {name: str(tmp_path / file), f"{name}_landmarks": str(tmp_path / "landmarks.txt")}
+        model = instantiate(with_paths(config, **paths))
+        assert isinstance(model, MorphableModel) and model.num_vertices == V
+    npz = OmegaConf.load(CONF / "npz.yaml")
+    with pytest.raises(MissingMandatoryValue):
+        instantiate(with_paths(npz))
+    assert instantiate(with_paths(npz, facemodel_npz=str(tmp_path / "m.npz"))).num_shape == 4
     assert instantiate(OmegaConf.load(CONF / "ict.yaml")).num_vertices == 9409
 
 

@@ -9,11 +9,20 @@ import pytest
 import torch
 from asset_files import pca_texture_arrays, write_npz
 from hydra.utils import instantiate
-from omegaconf import MissingMandatoryValue, OmegaConf
+from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from fastganfit.texture.pca import PCATexture, TextureFormatError
 
 CONF = Path(__file__).resolve().parents[1] / "fastganfit" / "conf" / "texture"
+
+
+def with_paths(config: DictConfig, **files: str | None) -> DictConfig:
+    """``config`` (one component's YAML) as a composed config has it: next to the paths group
+    (``${paths.<key>}``), its defaults with ``files`` set."""
+    paths = OmegaConf.merge(OmegaConf.load(CONF.parent / "paths" / "default.yaml"), files)
+    return OmegaConf.create({"paths": paths, "component": config}).component
+
+
 R, K = 4, 3
 VARIANCES = np.array([4.0, 1.0, 0.25], np.float32)
 
@@ -168,7 +177,8 @@ def test_constructor_checks_shapes_and_variances(arrays: dict[str, np.ndarray]) 
 
 def test_hydra_config_instantiates(tmp_path: Path, arrays: dict[str, np.ndarray]) -> None:
     config = OmegaConf.load(CONF / "pca.yaml")
-    with pytest.raises(MissingMandatoryValue):
-        instantiate(config)
-    model = instantiate(config, path=str(write_npz(tmp_path / "pca.npz", **arrays)), num_components=1)
+    with pytest.raises(MissingMandatoryValue):  # the paths group's ??? (no local paths file)
+        instantiate(with_paths(config))
+    path = str(write_npz(tmp_path / "pca.npz", **arrays))
+    model = instantiate(with_paths(config, texture_pca=path), num_components=1)
     assert isinstance(model, PCATexture) and model.latent_dim == 1

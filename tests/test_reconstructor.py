@@ -5,6 +5,7 @@ component values applied or rejected as fit.py does, GANFit from the components.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -181,5 +182,8 @@ def test_ganfit_from_the_components(photo) -> None:
     (face,) = built.reconstruct(photo)
     assert built.regressor is None and face.info["method"] == "GANFit optimisation from the mean face"
     assert face.info["batch_objective"]["align"]["steps"] == 2 and isinstance(face, FaceReconstruction)
-    with pytest.raises(ValueError, match=r"^facemodel\.landmark_indices, facemodel\.path missing"):
+    clone = re.escape(str(REPO / "fastganfit" / "conf" / "local" / "paths.yaml"))
+    local = rf"Name it in {clone} \(a clone\) or .*/no_user_config/local/paths\.yaml"
+    with pytest.raises(ValueError, match=r"^paths\.bfm2009 \(facemodel\.path\), paths\.bfm2009_landmarks "
+                                         rf"\(facemodel\.landmark_indices\) not set: .*{local}"):
         FaceReconstructor.from_components(facemodel="bfm2009")

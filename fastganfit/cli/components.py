@@ -89,10 +89,14 @@ def checkpoint_values(
 PATHS_REFERENCE = re.compile(r"^\$\{paths\.(\w+)\}$")
 
 
-def require_component_values(cfg: DictConfig) -> None:
+#: How a command line gives a file instead (:func:`require_component_values`).
+ON_THE_COMMAND_LINE = "on the command line (paths.bfm2009=FILE)"
+
+
+def require_component_values(cfg: DictConfig, elsewhere: str = ON_THE_COMMAND_LINE) -> None:
     """``ValueError`` naming the component values ``cfg`` leaves out, as the user gives them: a licensed asset's
     ``paths.<key>`` not set (``facemodel=bfm2009`` reads ``${paths.bfm2009}``), with the local paths file to name it
-    in, or a value left ``???`` (``facemodel.path=...``)."""
+    in (or ``elsewhere``: how the caller gives the file instead), or a value left ``???`` (``facemodel.path=...``)."""
     unset: list[str] = []
     missing: list[str] = []
     for group in COMPONENT_GROUPS:
@@ -109,8 +113,8 @@ def require_component_values(cfg: DictConfig) -> None:
         first, user = local_paths_files()
         raise ValueError(
             f"{', '.join(unset)} not set: the chosen component needs the file. Name it in {first} (a clone) or {user} "
-            "(an installed package; $FASTGANFIT_CONFIG_DIR), e.g. `bfm2009: /data/01_MorphableModel.mat`, or on the "
-            "command line (paths.bfm2009=FILE); docs/assets.md lists the keys"
+            f"(an installed package; $FASTGANFIT_CONFIG_DIR), e.g. `bfm2009: /data/01_MorphableModel.mat`, or "
+            f"{elsewhere}; docs/assets.md lists the keys"
         )
     if missing:
         raise ValueError(

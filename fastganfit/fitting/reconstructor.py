@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 
+from fastganfit.cli.components import require_component_values
 from fastganfit.data.prepare import sample_key
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
@@ -259,12 +260,11 @@ class FaceReconstructor:
         """GANFit from the mean face with fit.py's components (``fastganfit/conf/components/default.yaml`` and
         ``fit.yaml``: the ICT face model, the default texture prior, ...), changed by ``components``: an option by
         name (``facemodel="bfm2009"``), values (``facemodel={"path": PATH}``, ``**{"renderer.backend": "torch"}``)
-        or a whole config (a mapping with ``_target_``). ``ValueError`` naming a value an option needs and lacks."""
+        or a whole config (a mapping with ``_target_``). ``ValueError`` naming a value an option needs and lacks: a
+        licensed asset's ``paths.<key>`` not set (``facemodel="bfm2009"`` reads ``paths.bfm2009``) with the local
+        paths file to name it in (docs/assets.md), as fit.py says it."""
         cfg = components_config(components)
-        missing = [key for group in COMPONENT_PATHS for key in sorted(OmegaConf.missing_keys(cfg[group]))]
-        if missing:
-            raise ValueError(f"{', '.join(missing)} missing: the chosen component needs it (the '# Asset:' line of "
-                             "its fastganfit/conf/<group>/<option>.yaml and docs/assets.md say which file)")
+        require_component_values(cfg, 'as the component\'s value (facemodel={"path": FILE, "landmark_indices": FILE})')
         graph = build_graph(OmegaConf.to_container(cfg.model, resolve=True), resolve_device(device))
         return cls(graph, None, landmarker, None, ganfit, options, log)
 
@@ -403,8 +403,13 @@ def checkpoint_request(component_values: Mapping[str, Any]) -> tuple[dict[str, A
             values[f"{path}.{rest}"] = value
         elif isinstance(value, str):
             chosen = packaged_fit_config([f"{group}={value}"])[group]
-            config = {name: OmegaConf.to_container(chosen, resolve=True)[name] for name in chosen
-                      if not OmegaConf.is_missing(chosen, name)}  # fmt: skip
+            config = {}
+            for name in chosen:  # key by key: an option's file keys may refer to paths not set (conf/paths), and
+                if name in FILE_KEYS or OmegaConf.is_missing(chosen, name):  # are not compared with the checkpoint's
+                    continue
+                entry = chosen[name]
+                nested = isinstance(entry, DictConfig | ListConfig)
+                config[name] = OmegaConf.to_container(entry, resolve=True) if nested else entry
             options.append(ComponentOption(f"{group}={value}", group, config))
         elif isinstance(value, Mapping):
             if "_target_" in value:
