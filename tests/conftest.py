@@ -40,3 +40,10 @@ def _no_user_paths(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """Tests compose without the user's own asset paths (~/.config/fastganfit/local/paths.yaml, docs/assets.md):
     ``FASTGANFIT_CONFIG_DIR`` names an empty folder; a test naming files sets it to its own."""
     monkeypatch.setenv("FASTGANFIT_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "no_user_config"))
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without the W&B service token an earlier in-process run left in ``WANDB_SERVICE``: a test
+    that tore its service down would otherwise send the next one to a socket that no longer exists."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
