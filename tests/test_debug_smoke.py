@@ -30,9 +30,11 @@ def test_debug_smoke_trains_validates_checkpoints_and_logs(tmp_path: Path, monke
     assert (tmp_path / "checkpoints" / "epoch=1-step=4.ckpt").is_file()  # the checkpoint callback, every 2 steps
     assert checkpoint["fastganfit"]["model"]["optimizer"]["_target_"] == "torch.optim.AdamW"
     images = sorted(path.name for path in (tmp_path / "images").iterdir())
+    # training pictures at the steps they were taken (0, 2); a validation's panel and meshes at the step Lightning
+    # gives its val/* scalars, one less than the optimiser steps before it (validations after 2 and 4 steps: 1, 3)
     assert images == ["train_reconstruction_0000000.png", "train_reconstruction_0000002.png",
-                      "val_panel_0000002.png", "val_panel_0000004.png"]  # fmt: skip
-    assert sorted(path.name for path in (tmp_path / "meshes").iterdir()) == ["val_0000002_0.obj", "val_0000004_0.obj"]
+                      "val_panel_0000001.png", "val_panel_0000003.png"]  # fmt: skip
+    assert sorted(path.name for path in (tmp_path / "meshes").iterdir()) == ["val_0000001_0.obj", "val_0000003_0.obj"]
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1, list((tmp_path / "wandb").iterdir())
     logged = runs[0].read_bytes()

@@ -37,7 +37,9 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("photos_experiment")
     photos = sorted(PHOTOS.glob("*.jpg"))[:4]
     prepare_images(photos, root / "photos", crop_size=SIZE, workers=1, progress=False)
-    generate_synthetic_faces(root / "synthetic", n=4, seed=0, crop_size=SIZE, progress=False)
+    # textured as the experiment's synthetic sets: by the default texture model (the regressor's texture head)
+    settings = {"texture": "pca_portraits"}
+    generate_synthetic_faces(root / "synthetic", n=4, seed=0, crop_size=SIZE, settings=settings, progress=False)
     return {"photos": root / "photos", "synthetic": root / "synthetic"}
 
 
@@ -69,8 +71,8 @@ def test_photos_experiment_mixes_real_photos_with_synthetic_faces(sets: dict[str
 def test_photos_experiment_trains_a_few_steps(sets: dict[str, Path], tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     steps = ["stages.align.trainer.max_steps=2", "stages.full.trainer.max_steps=2",
-             "+trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "model.warmup_steps=0",
-             "stages.align.model.warmup_steps=0", "stages.full.model.warmup_steps=0"]  # fmt: skip
+             "+trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "model.scheduler.warmup_steps=0",
+             "stages.align.model.scheduler.warmup_steps=0", "stages.full.model.scheduler.warmup_steps=0"]  # fmt: skip
     command = [sys.executable, str(REPO / "train.py"), *overrides(sets), *steps, f"hydra.run.dir={run_dir}"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -5,6 +5,7 @@ step is finite, and neither a training step nor a fitting step makes the host wa
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,7 @@ import torch
 from host_sync import HostSyncRecorder
 from test_fast_ganfit import (
     ALIGN_WEIGHTS,
+    CONSTANT_RATE,
     CROP,
     FULL_WEIGHTS,
     TINY_REGRESSOR,
@@ -43,7 +45,12 @@ def sync_free(components: dict):
 
 def build(components: dict, phase: str = "full", **kwargs) -> FastGANFitModule:
     weights = ALIGN_WEIGHTS if phase == "align" else FULL_WEIGHTS
-    settings = {"lr": 1e-3, "schedule": "constant", "log_images_every_n_steps": 0, **kwargs}
+    settings = {
+        "optimizer": functools.partial(torch.optim.AdamW, lr=1e-3),
+        "scheduler": CONSTANT_RATE,
+        "log_images_every_n_steps": 0,
+        **kwargs,
+    }
     return build_fast_ganfit(
         **components, regressor=TINY_REGRESSOR, loss=GANFitLoss(**weights), phase=phase, **settings
     )

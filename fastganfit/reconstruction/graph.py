@@ -63,7 +63,8 @@ def greyscale_images(images: Tensor) -> Tensor:
 
 def grey_where(images: Tensor, which: Tensor) -> Tensor:
     """``images [B, 3, H, W]`` with those where ``which [B]`` is true replaced by their luma (no host sync)."""
-    luma = (images * images.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(images)
+    # the weights as Python scalars: a tensor made from LUMA would be a host-to-device copy every call
+    luma = sum(weight * images[:, channel : channel + 1] for channel, weight in enumerate(LUMA)).expand_as(images)
     return torch.where(which.view(-1, 1, 1, 1), luma, images)
 
 
