@@ -17,8 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from skimage import data
 from tiny_checkpoint import TINY_MODEL_OVERRIDES
 
-from fastganfit.cli.components import checkpoint_values, component_overrides, require_component_values
+from fastganfit.cli.components import checkpoint_values, component_overrides
 from fastganfit.cli.evaluate import model_values
+from fastganfit.fitting.package_config import require_component_values
 from fastganfit.regression.checkpoint import with_values
 from fastganfit.regression.module import FastGANFitModule, schedule_length
 

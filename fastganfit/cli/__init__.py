@@ -8,23 +8,13 @@ entry config in the package's ``fastganfit/conf/`` folder (``train.yaml``, ..., 
 ships inside the wheel, so an installed package works from any directory.
 """
 
-import os
 import warnings
 from pathlib import Path
 
-# The entry configs' hydra.searchpath names a user config folder (local_paths_files) that most users never create:
-# Hydra's warning that it does not exist is noise.
+# The entry configs' hydra.searchpath names a user config folder (fitting.package_config.local_paths_files) that
+# most users never create: Hydra's warning that it does not exist is noise.
 warnings.filterwarnings("ignore", message=r"provider=hydra\.searchpath in main, path=.* is not available")
 
 #: The package's ``conf/`` folder (an absolute path: Hydra resolves a relative one against the module's package,
 #: which would differ between ``python train.py`` and ``python -m fastganfit.cli.train``).
 CONFIG_DIR = (Path(__file__).resolve().parent.parent / "conf").resolve()
-
-
-def local_paths_files() -> list[Path]:
-    """Where a user's asset paths (``paths`` group, conf/paths/default.yaml) are read from, first found wins: the
-    clone's git-ignored ``fastganfit/conf/local/paths.yaml``, then ``$FASTGANFIT_CONFIG_DIR/local/paths.yaml``
-    (default ``~/.config/fastganfit/local/paths.yaml``, for an installed package; the entry configs'
-    ``hydra.searchpath``)."""
-    user = os.environ.get("FASTGANFIT_CONFIG_DIR") or str(Path(os.environ.get("HOME", "/")) / ".config" / "fastganfit")
-    return [CONFIG_DIR / "local" / "paths.yaml", Path(user) / "local" / "paths.yaml"]

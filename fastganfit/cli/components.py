@@ -14,14 +14,12 @@ was trained with (its stored model config), so next to ``ckpt=``:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fastganfit.cli import local_paths_files
 from fastganfit.regression.component_values import (
     COMPONENT_PATHS,
     FILE_KEYS,
@@ -83,41 +81,3 @@ def checkpoint_values(
     values, options = checkpoint_request(cfg, overrides)
     check_component_options(trained, options, values, ckpt)
     return values
-
-
-#: A component value that refers to the ``paths`` group: ``${paths.bfm2009}``.
-PATHS_REFERENCE = re.compile(r"^\$\{paths\.(\w+)\}$")
-
-
-#: How a command line gives a file instead (:func:`require_component_values`).
-ON_THE_COMMAND_LINE = "on the command line (paths.bfm2009=FILE)"
-
-
-def require_component_values(cfg: DictConfig, elsewhere: str = ON_THE_COMMAND_LINE) -> None:
-    """``ValueError`` naming the component values ``cfg`` leaves out, as the user gives them: a licensed asset's
-    ``paths.<key>`` not set (``facemodel=bfm2009`` reads ``${paths.bfm2009}``), with the local paths file to name it
-    in (or ``elsewhere``: how the caller gives the file instead), or a value left ``???`` (``facemodel.path=...``)."""
-    unset: list[str] = []
-    missing: list[str] = []
-    for group in COMPONENT_GROUPS:
-        if group not in cfg or not isinstance(cfg[group], DictConfig):
-            continue
-        for key in cfg[group]:
-            if OmegaConf.is_missing(cfg[group], key):
-                missing.append(f"{group}.{key}=...")
-                continue
-            reference = PATHS_REFERENCE.match(str(cfg[group]._get_node(key)._value()))
-            if reference and OmegaConf.is_missing(cfg.paths, reference.group(1)):
-                unset.append(f"paths.{reference.group(1)} ({group}.{key})")
-    if unset:
-        first, user = local_paths_files()
-        raise ValueError(
-            f"{', '.join(unset)} not set: the chosen component needs the file. Name it in {first} (a clone) or {user} "
-            f"(an installed package; $FASTGANFIT_CONFIG_DIR), e.g. `bfm2009: /data/01_MorphableModel.mat`, or "
-            f"{elsewhere}; docs/assets.md lists the keys"
-        )
-    if missing:
-        raise ValueError(
-            f"{', '.join(missing)} missing: the chosen component needs it (the '# Asset:' line "
-            "of its conf/<group>/<option>.yaml and docs/assets.md say which file)"
-        )

@@ -14,7 +14,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fastganfit.cli.components import checkpoint_request, require_component_values
+from fastganfit.cli.components import checkpoint_request
+from fastganfit.fitting.package_config import require_component_values
 from fastganfit.fitting.pipeline import FitOptions
 from fastganfit.fitting.reconstructor import FaceReconstructor, resolve_device
 from fastganfit.regression.checkpoint import build_graph

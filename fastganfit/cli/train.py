@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from fastganfit.cli import CONFIG_DIR
-from fastganfit.cli.components import require_component_values
 from fastganfit.cli.exit_status import exit_status
+from fastganfit.fitting.package_config import require_component_values
 from fastganfit.training.checkpoint_config import ModelConfigInCheckpoint
 from fastganfit.training.loggers import (
     close_loggers,

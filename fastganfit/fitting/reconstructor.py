@@ -25,11 +25,10 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 
-from fastganfit.cli.components import require_component_values
 from fastganfit.data.prepare import sample_key
 from fastganfit.fitting.inputs import InputImage, resolve_inputs
 from fastganfit.fitting.outputs import FaceOutputs, MeshTopology, write_face_outputs
-from fastganfit.fitting.package_config import instantiate_packaged, packaged_fit_config
+from fastganfit.fitting.package_config import instantiate_packaged, packaged_fit_config, require_component_values
 from fastganfit.fitting.photos import Photo, array_photo, decoded_photo
 from fastganfit.fitting.pipeline import (
     FitOptions,
