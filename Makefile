@@ -8,7 +8,7 @@ DEMO_DIR ?= outputs/demo
 DEMO_CKPT := $(DEMO_DIR)/train/full/checkpoints/last.ckpt
 ASTRONAUT = $(shell $(PY) -c "import os, skimage.data; print(os.path.join(skimage.data.data_dir, 'astronaut.png'))")
 
-.PHONY: setup demo faces test lint wheel-check bench clean
+.PHONY: setup demo faces test test-slow test-all lint wheel-check bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ $(DEMO_CKPT): | $(STAMP)
 faces: $(STAMP)
 	$(PY) scripts/render_random_faces.py
 
+# The suite without the end-to-end runs marked `slow` (under 15 minutes on 2 cores); test-slow runs only those (CI runs
+# both), test-all everything in one go.
 test: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+test-all: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)

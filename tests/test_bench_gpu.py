@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_check_runs_every_benchmark_on_cpu() -> None:
     environment = {**os.environ, "PYTHON": sys.executable}
     result = subprocess.run(

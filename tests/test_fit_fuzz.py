@@ -72,7 +72,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("round_index", range(ROUNDS))
 def test_fit_py_survives_degenerate_images(checkpoint: Path, tmp_path: Path, round_index: int) -> None:
     rng = np.random.default_rng([SEED, round_index])

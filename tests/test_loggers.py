@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
@@ -59,6 +60,7 @@ def test_image_files_are_written_by_rank_zero_but_every_rank_reads_the_log_dir(t
     assert rank_zero.log_dir_reads == other_rank.log_dir_reads == 1
 
 
+@pytest.mark.slow
 def test_train_py_with_tensorboard_logger(tmp_path: Path) -> None:
     shards = tmp_path / "shards"
     generate_synthetic_faces(shards, n=2, seed=0, crop_size=64, progress=False)

@@ -416,7 +416,6 @@ def test_docs_tracking_commands_compose() -> None:
     assert composed == 6
 
 
-@pytest.mark.slow
 def test_stopped_staged_run_is_marked_and_its_resume_continues_the_same_wandb_run(shards: Path, tmp_path: Path) -> None:
     """The acceptance run of issue 28: a staged logger=wandb run stopped by SIGTERM in its first stage, resumed with
     ckpt_path=, read back from its offline files."""

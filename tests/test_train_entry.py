@@ -55,6 +55,7 @@ def test_procedural_experiment_runs(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_train_without_experiment_or_with_bad_data_fails_clearly(tmp_path: Path) -> None:
     result = run_train(f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2 and "choose an experiment" in result.stderr
