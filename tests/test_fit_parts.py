@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,8 @@ def test_fit_settings_from_config_mapping_and_their_checks() -> None:
     assert stage.name == "align" and stage.groups == ("camera", "shape") and settings.total_steps == 3
     assert stage.learning_rate("camera") == 0.05 and stage.learning_rate("shape") == 0.1
     assert settings.with_steps({"align": 7}).total_steps == 7
+    grey = FitSettings((replace(stage, light_colour="grey"),))
+    assert grey.with_steps({"align": 7}).stages == (replace(stage, steps=7, light_colour="grey"),)
     with pytest.raises(ValueError, match="no fit stages named"):
         settings.with_steps({"full": 1})
     bad = [

@@ -9,7 +9,7 @@ builds them from those configs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastganfit.params import GROUPS
@@ -94,9 +94,4 @@ class FitSettings:
         unknown = sorted(set(steps) - {stage.name for stage in self.stages})
         if unknown:
             raise ValueError(f"no fit stages named {unknown}; stages are {[stage.name for stage in self.stages]}")
-        return FitSettings(
-            tuple(
-                StageSettings(s.name, int(steps.get(s.name, s.steps)), s.lr, s.groups, s.loss, s.lr_scales)
-                for s in self.stages
-            )
-        )
+        return FitSettings(tuple(replace(s, steps=int(steps.get(s.name, s.steps))) for s in self.stages))
