@@ -203,6 +203,16 @@ def test_command_options_reach_prepare_images(tmp_path: Path) -> None:
     }  # fmt: skip
 
 
+def test_fan_weights_default_to_paths_fan_and_only_for_the_fan_landmarker(tmp_path: Path) -> None:
+    fan = ("landmarker=fan", "paths.fan=/assets/2DFAN4.pth.tar")
+    cfg = compose_command("prepare", "input=a.jpg", f"output={tmp_path}", *fan)
+    assert prepare_command.options(cfg)["landmarker_options"]["weights"] == "/assets/2DFAN4.pth.tar"
+    cfg = compose_command("prepare", "input=a.jpg", f"output={tmp_path}", *fan, "fan_weights=mine.pth")
+    assert prepare_command.options(cfg)["landmarker_options"]["weights"] == "mine.pth"
+    cfg = compose_command("prepare", "input=a.jpg", f"output={tmp_path}", "paths.fan=/assets/2DFAN4.pth.tar")
+    assert "weights" not in prepare_command.options(cfg)["landmarker_options"]  # dlib: the fan file is not its
+
+
 def test_a_landmarker_that_cannot_be_built_stops_the_run_with_its_error(tmp_path: Path) -> None:
     folder = make_acceptance_folder(tmp_path / "photos")
     for workers in (1, 2):

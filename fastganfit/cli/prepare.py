@@ -31,7 +31,8 @@ COMMAND = "fastganfit-prepare"
 
 
 def landmarker_options(cfg: DictConfig) -> dict[str, Any]:
-    """The landmarker's keyword arguments given on the command line (``detector``, ``upsample``, ``fan_weights``)."""
+    """The landmarker's keyword arguments given on the command line (``detector``, ``upsample``, ``fan_weights``;
+    for ``landmarker=fan`` without ``fan_weights``, ``paths.fan`` when set)."""
     options: dict[str, Any] = {"detector": choice(cfg, "detector", ("hog", "cnn"))}
     if cfg.upsample is not None:
         options["upsample"] = integer(cfg, "upsample", 0)
@@ -39,6 +40,8 @@ def landmarker_options(cfg: DictConfig) -> dict[str, Any]:
         if cfg.landmarker != "fan":
             raise OptionError("fan_weights only applies with landmarker=fan")
         options["weights"] = text(cfg, "fan_weights")
+    elif cfg.landmarker == "fan" and cfg.paths.fan is not None:
+        options["weights"] = str(cfg.paths.fan)
     return options
 
 
