@@ -13,6 +13,7 @@ Usage: python bench/colour.py --run before OLD.ckpt stages.full.loss.light_chrom
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,10 @@ from fastganfit.perception.landmarks import DlibLandmarker
 
 
 def refine_settings(overrides: list[str]) -> FitSettings:
-    """fit.py's refinement (conf/fit/refine.yaml) with dotted ``overrides`` of it (``stages.full.steps=20``)."""
-    config = packaged_fit_config([f"refinement.{override}" for override in overrides])
+    """fit.py's refinement (conf/fit/refine.yaml) with dotted ``overrides`` of it (``stages.full.steps=20``,
+    ``~stages.full.lr_scales.light``, ``+...``)."""
+    prefixed = [re.sub(r"^([~+]*)", r"\1refinement.", override) for override in overrides]
+    config = packaged_fit_config(prefixed)
     return instantiate(config.refinement, _convert_="all")
 
 

@@ -9,7 +9,7 @@ fitted light's tint (100 |c / mean(c) - 1|) and, across the colour photos, Spear
 skin lightness (median L* of the model texture over the UV skin) and the photo's (median L* over the skin pixels).
 
 Usage: python bench/portrait_colour.py --portraits ../shared/data/portraits --n 32 --run before OLD.ckpt \
-    --run after NEW.ckpt
+    --run after NEW.ckpt [--refine stages.full.steps=40 ...]
 """
 
 from __future__ import annotations
@@ -130,6 +130,8 @@ def main() -> int:
     parser.add_argument("--portraits", default=os.environ.get("FASTGANFIT_SHARED", "../shared") + "/data/portraits")
     parser.add_argument("--n", type=int, default=32, help="photos of each of pairs/A and pairs/B")
     parser.add_argument("--run", nargs=2, action="append", required=True, metavar=("LABEL", "CKPT"))
+    parser.add_argument("--refine", action="append", default=[], metavar="OVERRIDE",
+                        help="an override of GANFit++'s settings (conf/fit/refine.yaml), e.g. stages.full.steps=40")
     parser.add_argument("--keep", nargs="*", default=[], metavar="LABEL",
                         help="keep these runs' rows from BENCHMARKS.md's section instead of rerunning them")
     args = parser.parse_args()
@@ -139,7 +141,7 @@ def main() -> int:
     if not (portraits / "pairs").is_dir():
         parser.error(f"--portraits {portraits}: no pairs/ folder there (the shared portraits)")
     sets = select(portraits, args.n)
-    settings = refine_settings([])
+    settings = refine_settings(args.refine)
     header = ("| run | method | photos | skin ΔE median (25th-75th, 90th) | light tint % median | "
               "greyscale photos: render chroma (photo) | albedo-photo skin lightness Spearman rho |")
     rows = [header, "|" + "---|" * (header.count("|") - 1), *kept]
@@ -174,8 +176,9 @@ def main() -> int:
         *rows,
     ])
     runs = " ".join(f"--run {label} {ckpt}" for label, ckpt in args.run)
-    command = f"python bench/portrait_colour.py --n {args.n} {runs}" + (f" --keep {' '.join(args.keep)}"
-                                                                         if args.keep else "")
+    refine_overrides = "".join(f" --refine '{override}'" for override in args.refine)
+    command = f"python bench/portrait_colour.py --n {args.n} {runs}{refine_overrides}" + (
+        f" --keep {' '.join(args.keep)}" if args.keep else "")
     write_section("portrait_colour", body, command)
     return 0
 
