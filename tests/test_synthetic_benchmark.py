@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 from tiny_checkpoint import write_tiny_checkpoint
 
@@ -86,6 +87,17 @@ def test_benchmark_needs_a_checkpoint_and_sane_settings(checkpoint: Path) -> Non
         SyntheticBenchmark(str(checkpoint), n=0)
     with pytest.raises(ValueError, match="max_error_mm"):
         SyntheticBenchmark(str(checkpoint), max_error_mm=0.0)
+    with pytest.raises(ValueError, match="synthetic setting texture must be one of"):
+        SyntheticBenchmark(str(checkpoint), texture="marble")
+
+
+def test_faces_are_painted_by_the_training_data_texture_model() -> None:
+    """The benchmark's faces and data=synthetic's training faces come from one texture model (the default's): a
+    checkpoint is scored on albedos its own texture model can reproduce."""
+    benchmark = OmegaConf.load(REPO / "fastganfit" / "conf" / "benchmark" / "synthetic.yaml")
+    data = OmegaConf.load(REPO / "fastganfit" / "conf" / "data" / "synthetic.yaml")
+    assert benchmark.texture == data.synthetic.train.settings.texture == data.synthetic.val.settings.texture
+    assert SyntheticBenchmark("x.ckpt", device="cpu").settings.texture == benchmark.texture
 
 
 def test_mean_over_faces_skips_unmeasured_vertices() -> None:

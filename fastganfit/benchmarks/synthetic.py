@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ from fastganfit.params import FaceParams
 from fastganfit.regression.component_values import ComponentRequest
 from fastganfit.regression.module import FastGANFitModule
 from fastganfit.render.vertex_colours import render_vertex_colours
+from fastganfit.texture.procedural import ProceduralTexture
 
 #: Seed of the held-out set; training uses 0 and validation 1 (conf/data/synthetic.yaml).
 BENCHMARK_SEED = 2026
@@ -136,6 +137,9 @@ class SyntheticBenchmark:
     checkpoint is read).
     The last ``coloured_fraction`` of the faces are lit by coloured light (``SyntheticSettings.light_tint`` =
     ``light_tint``), the others by the training data's near-white light; the colour errors cover both.
+    ``texture``: the texture model that paints the faces (``SyntheticSettings.texture``), as the training data's
+    (``data=synthetic`` paints with the default, ``pca_portraits``): an albedo from another model is not one the
+    checkpoint's texture model can reproduce.
     """
 
     def __init__(
@@ -156,6 +160,7 @@ class SyntheticBenchmark:
         model_values: Mapping[str, Any] | ComponentRequest | None = None,
         light_tint: float = LIGHT_TINT,
         coloured_fraction: float = 0.5,
+        texture: str = "pca_portraits",
     ) -> None:
         if not ckpt:
             raise ValueError("benchmark=synthetic needs ckpt=<checkpoint of a train.py run>, e.g. the demo's "
@@ -180,15 +185,18 @@ class SyntheticBenchmark:
         self.model = model_values if isinstance(model_values, ComponentRequest) else ComponentRequest(model_values)
         self.light_tint = float(light_tint)
         self.coloured_from = n - round(coloured_fraction * n)
+        self.settings = SyntheticSettings(texture=texture)
 
     def run(self) -> EvaluationReport:
         """Reconstruct the held-out faces with every method, score them, and build the report with its figures."""
         module = FaceReconstructor.load_checkpoint(self.ckpt, self.model.values, self.model.options,
                                                    device=self.device).regressor
         methods = reconstruction_methods(module, self.refine_settings)
-        white = SyntheticFaceSource(self.seed, module.graph.crop_size)
-        coloured = SyntheticFaceSource(self.seed, module.graph.crop_size, SyntheticSettings(light_tint=self.light_tint))
-        texels = front_skin_texels(white.texture).to(self.device)
+        white = SyntheticFaceSource(self.seed, module.graph.crop_size, self.settings)
+        coloured = SyntheticFaceSource(self.seed, module.graph.crop_size, replace(self.settings,
+                                                                                  light_tint=self.light_tint))
+        regions = ProceduralTexture(white.model, white.texture.resolution)  # the skin regions of the UV layout
+        texels = front_skin_texels(regions).to(self.device)
         gt_faces = white.model.faces.numpy()
         faces = module.graph.model.faces.numpy()
         results: dict[str, list[tuple[float, np.ndarray]]] = {name: [] for name in methods}
