@@ -9,7 +9,7 @@ fitted light's tint (100 |c / mean(c) - 1|) and, across the colour photos, Spear
 skin lightness (median L* of the model texture over the UV skin) and the photo's (median L* over the skin pixels).
 
 Usage: python bench/portrait_colour.py --portraits ../shared/data/portraits --n 32 --run before OLD.ckpt \
-    --run after NEW.ckpt [--refine stages.full.steps=40 ...]
+    --run after NEW.ckpt [--refine stages.full.steps=40 ...] [--model exposure_match=false ...]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from colour import photos as package_photos
 from colour import refine_settings
 from common import write_section
@@ -56,10 +57,12 @@ def select(portraits: Path, n: int) -> dict[str, list[tuple[str, np.ndarray, boo
     return sets
 
 
-def measure(ckpt: str, settings: object, sets: dict) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+def measure(ckpt: str, settings: object, sets: dict, values: dict[str, object] | None = None,
+            ) -> dict[str, dict[str, dict[str, np.ndarray]]]:  # fmt: skip
     """``{set: {method: {metric: [N]}}}`` for one checkpoint (metrics: delta_e, render_chroma, photo_chroma,
-    light_chroma, albedo_lightness, photo_lightness, grey)."""
-    module = load_fast_ganfit(ckpt, torch.device("cpu"))
+    light_chroma, albedo_lightness, photo_lightness, grey); ``values``: model config keys set before building
+    (``{"exposure_match": False}``)."""
+    module = load_fast_ganfit(ckpt, torch.device("cpu"), values=values)
     graph = module.graph
     landmarker, template = DlibLandmarker(detector="hog+cnn"), graph_crop_template(graph, graph.crop_size)
     procedural = ProceduralTexture(graph.model, graph.texture.resolution)
@@ -132,6 +135,8 @@ def main() -> int:
     parser.add_argument("--run", nargs=2, action="append", required=True, metavar=("LABEL", "CKPT"))
     parser.add_argument("--refine", action="append", default=[], metavar="OVERRIDE",
                         help="an override of GANFit++'s settings (conf/fit/refine.yaml), e.g. stages.full.steps=40")
+    parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model config value of every run, e.g. exposure_match=false (YAML values)")
     parser.add_argument("--keep", nargs="*", default=[], metavar="LABEL",
                         help="keep these runs' rows from BENCHMARKS.md's section instead of rerunning them")
     args = parser.parse_args()
@@ -142,11 +147,14 @@ def main() -> int:
         parser.error(f"--portraits {portraits}: no pairs/ folder there (the shared portraits)")
     sets = select(portraits, args.n)
     settings = refine_settings(args.refine)
+    if any("=" not in item for item in args.model):
+        parser.error(f"--model {args.model}: each value must be KEY=VALUE, e.g. exposure_match=false")
+    values = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.model)}
     header = ("| run | method | photos | skin ΔE median (25th-75th, 90th) | light tint % median | "
               "greyscale photos: render chroma (photo) | albedo-photo skin lightness Spearman rho |")
     rows = [header, "|" + "---|" * (header.count("|") - 1), *kept]
     for label, ckpt in args.run:
-        results = measure(ckpt, settings, sets)
+        results = measure(ckpt, settings, sets, values)
         for method in METHODS:
             colour_albedo, colour_photo = [], []
             for name, by_method in results.items():
@@ -177,6 +185,7 @@ def main() -> int:
     ])
     runs = " ".join(f"--run {label} {ckpt}" for label, ckpt in args.run)
     refine_overrides = "".join(f" --refine '{override}'" for override in args.refine)
+    refine_overrides += "".join(f" --model {item}" for item in args.model)
     command = f"python bench/portrait_colour.py --n {args.n} {runs}{refine_overrides}" + (
         f" --keep {' '.join(args.keep)}" if args.keep else "")
     write_section("portrait_colour", body, command)

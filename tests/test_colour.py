@@ -14,9 +14,7 @@ from fastganfit.benchmarks.colour import (
     albedo_delta_e,
     delta_e,
     front_skin_texels,
-    hemisphere_normals,
     light_chroma_error,
-    light_colour,
     masked_delta_e,
 )
 from fastganfit.data.synthetic import (
@@ -37,7 +35,7 @@ from fastganfit.regression.regressor import (
     Regressor,
     face_colour_features,
 )
-from fastganfit.render.lighting import PhongLighting, SphericalHarmonicsLighting
+from fastganfit.render.lighting import PhongLighting, SphericalHarmonicsLighting, hemisphere_normals, light_colour
 from fastganfit.texture.procedural import ProceduralTexture
 
 SIZES = ParamSizes(shape=3, expression=2, texture=4, camera=7, light=10)

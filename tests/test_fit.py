@@ -481,7 +481,8 @@ def test_fit_py_refines_and_exits_non_zero_when_an_image_fails(checkpoint, tmp_p
     command = [
         sys.executable, str(REPO / "fit.py"), f"ckpt={checkpoint}",
         f"image=[{tmp_path / 'astronaut.png'},{tmp_path / 'notes.jpg'}]", "refine=true",
-        "refinement.stages.align.steps=2", "refinement.stages.full.steps=2", f"output={tmp_path / 'out'}",
+        "refinement.stages.align.steps=2", "refinement.stages.full.steps=2", "refinement.stages.colour.steps=2",
+        f"output={tmp_path / 'out'}",
         "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -490,7 +491,7 @@ def test_fit_py_refines_and_exits_non_zero_when_an_image_fails(checkpoint, tmp_p
     assert "reconstructed 1 of 2 images" in result.stdout and "1 failed" in result.stdout
     info = json.loads((tmp_path / "out" / "astronaut" / "fit.json").read_text())
     assert info["method"] == "regression + GANFit++ refinement"
-    assert set(info["batch_objective"]) == {"align", "full"} and info["batch_objective"]["full"]["steps"] == 2
+    assert set(info["batch_objective"]) == {"align", "full", "colour"} and info["batch_objective"]["full"]["steps"] == 2
     assert info["batch"] == ["astronaut"]
     assert (tmp_path / "out" / "index.html").is_file()
 
@@ -506,7 +507,8 @@ def test_fit_py_without_checkpoint_runs_ganfit_from_the_mean_face(tmp_path) -> N
     command = [
         sys.executable, str(REPO / "fit.py"), f"image={tmp_path / 'astronaut.png'}", "texture=procedural",
         "texture.resolution=32", *tiny, "ganfit.stages.align.steps=4", "ganfit.stages.full.steps=1",
-        f"output={tmp_path / 'out'}", "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}",
+        "ganfit.stages.colour.steps=1", f"output={tmp_path / 'out'}", "progress=false",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

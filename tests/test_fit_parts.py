@@ -159,13 +159,17 @@ def test_fit_configs_compose_into_settings() -> None:
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("fit", overrides=["image=x.png", "refinement.stages.full.steps=5"])
     refine_settings, ganfit = instantiate(cfg.refinement), instantiate(cfg.ganfit)
-    assert [stage.name for stage in refine_settings.stages] == ["align", "full"]
-    full = refine_settings.stages[1]
+    assert [stage.name for stage in refine_settings.stages] == ["align", "full", "colour"]
+    full, colour = refine_settings.stages[1:]
     assert full.steps == 5 and full.loss.weights["identity"] > 0 and full.loss.weights["landmark"] == 10.0
     assert full.learning_rate("shape") == full.lr / 2 and full.learning_rate("texture") == 10 * full.lr
     assert full.learning_rate("light") == 2 * full.lr and full.loss.weights["light_chroma"] == 1.0
     assert full.light_colour == "start"  # GANFit++ keeps the regressed light's colour
     assert refine_settings.stages[0].loss.active_terms == ["landmark", "shape", "expression", "texture", "light"]
+    # the colour stage: texture and light against the pixels alone, the light held near unit brightness
+    assert colour.groups == ("texture", "light") and colour.light_colour == "start"
+    assert colour.loss.active_terms == ["pixel", "texture", "light", "light_chroma", "light_intensity"]
+    assert colour.loss.light_intensity_target == 0.7  # the synthetic training lights' mean brightness
     assert ganfit.total_steps > refine_settings.total_steps
 
 

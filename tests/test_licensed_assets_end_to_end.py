@@ -84,8 +84,8 @@ def test_train_then_fit_with_licensed_components(case: str, tmp_path: Path) -> N
     image = assets["image"]
     fit = [
         "fit.py", f"ckpt={ckpt}", f"image={image}", "refine=true", "refinement.stages.align.steps=1",
-        "refinement.stages.full.steps=1", f"output={tmp_path / 'out'}", "progress=false",
-        f"hydra.run.dir={tmp_path / 'fit'}",
+        "refinement.stages.full.steps=1", "refinement.stages.colour.steps=1", f"output={tmp_path / 'out'}",
+        "progress=false", f"hydra.run.dir={tmp_path / 'fit'}",
     ]  # fmt: skip
     swapped = run([*fit, "identity=dlib_resnet" if "arcface" in case else "lighting=phong"])
     assert swapped.returncode == 2 and "rebuilds the components it was trained with" in swapped.stderr

@@ -23,6 +23,7 @@ from fastganfit.reconstruction.losses import (
     landmark_face_size,
     landmark_loss,
     light_chroma_regulariser,
+    light_intensity_regulariser,
     light_regulariser,
     pixel_loss,
     shape_regulariser,
@@ -271,8 +272,9 @@ def test_ganfit_loss_is_the_weighted_sum_of_batch_means() -> None:
         "texture": texture_regulariser(params.texture, inputs["texture_model"]),
         "light": light_regulariser(params.light),
         "light_chroma": light_chroma_regulariser(params.light, inputs["lighting"]),
+        "light_intensity": light_intensity_regulariser(params.light, inputs["lighting"]),
     }
-    assert set(logs) == {*TERMS, "total"}
+    assert set(logs) == {*TERMS, "total"} and set(expected) == set(TERMS)
     for name, value in expected.items():
         assert torch.allclose(logs[name], value.mean())
     assert torch.allclose(total, sum(weights[name] * value.mean() for name, value in expected.items()))
@@ -302,7 +304,7 @@ def test_loss_configs_instantiate() -> None:
     full = instantiate(OmegaConf.load(CONF / "fast_full.yaml"))
     assert isinstance(align, GANFitLoss) and isinstance(full, GANFitLoss)
     assert align.active_terms == ["landmark", "shape", "expression", "texture", "light"]
-    assert full.active_terms == list(TERMS)
+    assert full.active_terms == [term for term in TERMS if term != "light_intensity"]  # GANFit++'s colour stage only
     params, inputs = loss_inputs()
     total, _ = full(params, **inputs)
     assert torch.isfinite(total) and total > 0

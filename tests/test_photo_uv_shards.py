@@ -188,8 +188,8 @@ def test_photos_to_texture_prior_to_reconstruction_loop(checkpoint, face_shards,
     Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
     tiny = [override for override in TINY_MODEL_OVERRIDES if not override.startswith("texture.")]
     fitted = command("fit.py", f"image={tmp_path / 'astronaut.png'}", "texture=gan", f"texture.path={prior}", *tiny,
-                     "ganfit.stages.align.steps=2", "ganfit.stages.full.steps=1", f"output={tmp_path / 'out'}",
-                     "progress=false", f"hydra.run.dir={tmp_path / 'h2'}")  # fmt: skip
+                     "ganfit.stages.align.steps=2", "ganfit.stages.full.steps=1", "ganfit.stages.colour.steps=1",
+                     f"output={tmp_path / 'out'}", "progress=false", f"hydra.run.dir={tmp_path / 'h2'}")  # fmt: skip
     assert fitted.returncode == 0, fitted.stderr[-3000:]
     folder = tmp_path / "out" / "astronaut"
     with np.load(folder / "params.npz") as params:

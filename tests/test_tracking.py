@@ -237,8 +237,9 @@ def test_fit_py_logs_its_results_table_in_the_training_runs_group(staged, tmp_pa
     Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
     result = run_script(
         "fit.py", f"ckpt={run_dir / 'full' / 'checkpoints' / 'last.ckpt'}", f"image={tmp_path / 'astronaut.png'}",
-        "refine=true", "refinement.stages.align.steps=1", "refinement.stages.full.steps=1", "logger=wandb",
-        f"output={tmp_path / 'out'}", "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}", root=tmp_path,
+        "refine=true", "refinement.stages.align.steps=1", "refinement.stages.full.steps=1",
+        "refinement.stages.colour.steps=1", "logger=wandb", f"output={tmp_path / 'out'}", "progress=false",
+        f"hydra.run.dir={tmp_path / 'hydra'}", root=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = find_runs(tmp_path / "hydra")

@@ -24,6 +24,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from torch import Tensor
 
 from fastganfit.facemodel.morphable import MorphableModel
+from fastganfit.render.lighting import light_colour
 from fastganfit.texture.procedural import ProceduralTexture
 from fastganfit.texture.uv_layout import rasterize_uv_layout
 
@@ -31,8 +32,6 @@ from fastganfit.texture.uv_layout import rasterize_uv_layout
 SKIN_THRESHOLD = 0.5
 #: The visible skin ends this far (mm, mean face) above the brows: higher up, hair often covers the forehead.
 HAIRLINE_MM = 20.0
-#: Normals sampled on the front hemisphere (facing the camera) to average a light's colour over.
-HEMISPHERE_NORMALS = 256
 
 
 def delta_e(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -105,26 +104,6 @@ def albedo_delta_e(predicted: Tensor, truth: Tensor, texels: Tensor) -> np.ndarr
     if predicted.shape[-2:] != truth.shape[-2:]:
         predicted = F.interpolate(predicted, size=truth.shape[-2:], mode="bilinear", align_corners=False)
     return masked_delta_e(predicted.clamp(0, 1), truth, texels.to(truth.device))
-
-
-def hemisphere_normals(count: int = HEMISPHERE_NORMALS) -> Tensor:
-    """``[count, 3]`` unit normals spread evenly (a Fibonacci spiral) over the hemisphere facing the camera (+Z)."""
-    index = torch.arange(count, dtype=torch.float64) + 0.5
-    z = 1.0 - index / count
-    radius = (1.0 - z.square()).sqrt()
-    angle = index * math.pi * (3.0 - math.sqrt(5.0))
-    return torch.stack([radius * angle.cos(), radius * angle.sin(), z], dim=1).float()
-
-
-def light_colour(lighting: torch.nn.Module, light: Tensor) -> Tensor:
-    """``[B, 3]``: the mean colour ``lighting`` with parameters ``light [B, L]`` gives a white surface, over
-    :func:`hemisphere_normals` seen from the camera (ambient, diffuse and specular alike)."""
-    normals = hemisphere_normals().to(light)
-    batch = light.shape[0]
-    normals = normals.T[None, :, :, None].expand(batch, 3, -1, 1)
-    view = light.new_tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand_as(normals)
-    shaded = lighting.shade(torch.ones_like(normals), normals, view, light)
-    return shaded.mean(dim=(2, 3))
 
 
 def light_chroma_error(predicted: Tensor, truth: Tensor) -> np.ndarray:

@@ -47,8 +47,9 @@ def stage_totals(history: Sequence[ObjectiveRecord], stage: str) -> list[float]:
 
 @torch.no_grad()
 def regress(module: FastGANFitModule, crops: Tensor, landmarks: Tensor) -> FaceParams:
-    """The regressor's FaceParams (batch B) of ``crops [B, 3, S, S]`` with ``landmarks [B, 68, 2]``."""
-    return module.reconstruct(crops, landmarks).params.detach()
+    """The regressor's FaceParams (batch B) of ``crops [B, 3, S, S]`` with ``landmarks [B, 68, 2]``
+    (:meth:`FastGANFitModule.predict`: with the exposure match when the module has it on)."""
+    return module.predict(crops, landmarks).params.detach()
 
 
 def per_subject_mean(values: Tensor, subjects: Tensor) -> Tensor:

@@ -2,13 +2,15 @@
 
 Terms (formulas in each docstring): :func:`identity_loss`, :func:`content_loss`, :func:`pixel_loss`,
 :func:`landmark_loss` and the regularisers :func:`shape_regulariser`, :func:`expression_regulariser`,
-:func:`texture_regulariser`, :func:`light_regulariser`, :func:`light_chroma_regulariser`. :class:`GANFitLoss`
+:func:`texture_regulariser`, :func:`light_regulariser`, :func:`light_chroma_regulariser`,
+:func:`light_intensity_regulariser`. :class:`GANFitLoss`
 weights and sums them; both the Fast-GANFit regressor's training and per-image GANFit fitting use it. Weights live
 in ``conf/loss/``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -19,10 +21,12 @@ from torch import Tensor, nn
 from fastganfit.params import FaceParams
 from fastganfit.perception.identity import IdentityOutput
 from fastganfit.reconstruction.supervised import SupervisedLoss
+from fastganfit.render.lighting import light_colour
 
 JAW_CONTOUR = tuple(range(17))  # iBUG-68 indices 0..16
 TERMS: tuple[str, ...] = (
-    "identity", "content", "pixel", "landmark", "shape", "expression", "texture", "light", "light_chroma"
+    "identity", "content", "pixel", "landmark", "shape", "expression", "texture", "light", "light_chroma",
+    "light_intensity",
 )
 
 
@@ -33,9 +37,11 @@ class TextureModel(Protocol):
 
 
 class LightingModel(Protocol):
-    """What :func:`light_chroma_regulariser` needs of a lighting model."""
+    """What :func:`light_chroma_regulariser` and :func:`light_intensity_regulariser` need of a lighting model."""
 
     def chroma(self, params: Tensor) -> Tensor: ...
+
+    def shade(self, albedo: Tensor, normals: Tensor, view_dirs: Tensor, params: Tensor) -> Tensor: ...
 
 
 def identity_loss(emb_render: Tensor, emb_input: Tensor) -> Tensor:
@@ -192,6 +198,29 @@ def light_chroma_regulariser(light: Tensor, lighting: LightingModel, reference: 
     return _mean_square("light_chroma_regulariser", chroma)
 
 
+#: Front-hemisphere normals :func:`light_intensity_regulariser` averages the light's brightness over.
+INTENSITY_NORMALS = 64
+
+
+def light_intensity_regulariser(light: Tensor, lighting: LightingModel, target: float = 1.0) -> Tensor:
+    """``(log I - log target)^2`` per sample: how far the light's brightness ``I`` (the mean over channels of the
+    colour it gives a white surface over the front hemisphere of normals, :func:`~fastganfit.render.lighting.
+    light_colour`) is from ``target`` (1: the brightness of all-zero parameters, white ambient light of intensity
+    1); ``light [B, L]`` -> ``[B]``.
+
+    A brighter light on a darker albedo renders the same pixels as a dimmer light on a lighter one, and the pixel,
+    identity and content terms cannot tell them apart. Photos are exposed for the face, so the prior is a light of
+    about unit brightness: the albedo then carries how light or dark the skin is, and fitted skins rank like the
+    people's (BENCHMARKS.md, section portrait_colour).
+    """
+    if light.ndim != 2:
+        raise ValueError(f"light_intensity_regulariser: expected [B, L], got {list(light.shape)}")
+    if not target > 0:
+        raise ValueError(f"light_intensity_regulariser: target must be positive, got {target!r}")
+    log_intensity = light_colour(lighting, light, INTENSITY_NORMALS).mean(dim=1).clamp(min=1e-3).log()
+    return (log_intensity - math.log(target)).square()
+
+
 def composite_over_input(render: Tensor, mask: Tensor, image: Tensor) -> Tensor:
     """``m * render + (1 - m) * image``: the render ``[B, 3, H, W]`` pasted over the input image where the
     face covers it (``mask [B, 1, H, W]``), what the identity network sees for the identity and content losses."""
@@ -203,7 +232,7 @@ class GANFitLoss(nn.Module):
     """Weighted sum of GANFit's terms: ``total = sum_t w_t mean_B(term_t)``.
 
     Weights (``conf/loss/*.yaml``): ``identity``, ``content``, ``pixel``, ``landmark``, ``shape``,
-    ``expression``, ``texture``, ``light``, ``light_chroma``; ``content_layer_weights`` go to
+    ``expression``, ``texture``, ``light``, ``light_chroma``, ``light_intensity``; ``content_layer_weights`` go to
     :func:`content_loss`. A term with weight 0 is not computed, so its inputs may be left out (``needs_identity``
     tells a caller whether to run the identity network on the composite at all).
 
@@ -225,6 +254,8 @@ class GANFitLoss(nn.Module):
         content_layer_weights: Sequence[float] | None = None,
         light_chroma: float = 0.0,
         supervised: SupervisedLoss | None = None,
+        light_intensity: float = 0.0,
+        light_intensity_target: float = 1.0,
     ) -> None:
         super().__init__()
         self.weights = {
@@ -237,10 +268,14 @@ class GANFitLoss(nn.Module):
             "texture": float(texture),
             "light": float(light),
             "light_chroma": float(light_chroma),
+            "light_intensity": float(light_intensity),
         }
         negative = {name: weight for name, weight in self.weights.items() if weight < 0}
         if negative:
             raise ValueError(f"GANFitLoss: weights must be non-negative, got {negative}")
+        if not light_intensity_target > 0:
+            raise ValueError(f"GANFitLoss: light_intensity_target must be positive, got {light_intensity_target!r}")
+        self.light_intensity_target = float(light_intensity_target)
         self.content_layer_weights = None if content_layer_weights is None else list(content_layer_weights)
         self.supervised = supervised
 
@@ -279,7 +314,7 @@ class GANFitLoss(nn.Module):
         outputs for the composite (:func:`composite_over_input`) and for the input (identity and content
         terms). ``texture_model``: for the texture regulariser; ``lighting``: for the light chroma regulariser, which
         pulls the light's colour towards ``light_reference [B, L]``'s when given (GANFit++: the regressed light's),
-        towards grey otherwise.
+        towards grey otherwise, and the light intensity regulariser (towards brightness 1).
         Inputs of inactive terms are ignored; a missing input of an active term raises ``ValueError``.
         """
         available: dict[str, object] = {
@@ -317,6 +352,9 @@ class GANFitLoss(nn.Module):
                 terms[name] = texture_regulariser(params.texture, *need(name, "texture_model"))
             elif name == "light_chroma":
                 terms[name] = light_chroma_regulariser(params.light, *need(name, "lighting"), light_reference)
+            elif name == "light_intensity":
+                terms[name] = light_intensity_regulariser(params.light, *need(name, "lighting"),
+                                                          self.light_intensity_target)
             else:
                 terms[name] = REGULARISERS[name](getattr(params, name))
         total = params.shape.new_zeros(())

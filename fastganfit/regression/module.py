@@ -37,6 +37,7 @@ from fastganfit.reconstruction.graph import FaceReconstructionGraph, Reconstruct
 from fastganfit.reconstruction.losses import GANFitLoss
 from fastganfit.reconstruction.panels import PANELS_PER_ROW, reconstruction_panels
 from fastganfit.reconstruction.vertex_error import vertex_error_mm
+from fastganfit.regression.exposure import match_exposure
 from fastganfit.regression.lr_schedule import learning_rate_scheduler
 from fastganfit.regression.regressor import Regressor, face_colour_features
 
@@ -106,6 +107,9 @@ class FastGANFitModule(L.LightningModule):
 
     ``landmark_camera``: the camera head predicts a residual on :func:`camera_from_landmarks` (the camera that
     best projects the mean face's landmarks onto the input's); ``False``: the head predicts the camera itself.
+    ``exposure_match``: :meth:`predict` (what fit.py, evaluate.py and GANFit++ start from) scales the regressed
+    light's brightness to the photo's (:func:`~fastganfit.regression.exposure.match_exposure`); the training and
+    validation losses see the heads' own light.
     ``train_heads``: the regressor heads that learn (default: shape, expression, camera for ``align``,
     all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The identity head
     never learns: its map was fitted on more rendered faces than a training set holds, and Adam's steps of about the
@@ -131,6 +135,7 @@ class FastGANFitModule(L.LightningModule):
         scheduler: SchedulerFactory = DEFAULT_SCHEDULER,
         train_heads: Sequence[str] | None = None,
         landmark_camera: bool = True,
+        exposure_match: bool = True,
         init_checkpoint: str | Path | None = None,
         log_images_every_n_steps: int = 200,
         num_logged_images: int = 4,
@@ -186,6 +191,12 @@ class FastGANFitModule(L.LightningModule):
         if camera is not None:
             params = replace(params, camera=params.camera + camera)
         return graph.render(params, target)
+
+    def predict(self, crop: Tensor, crop_landmarks: Tensor) -> Reconstruction:
+        """:meth:`reconstruct` with the exposure match when ``exposure_match`` (class docstring): the regression
+        fit.py and the benchmarks use."""
+        result = self.reconstruct(crop, crop_landmarks)
+        return match_exposure(self.graph, result) if self.hparams.exposure_match else result
 
     def objective(
         self, result: Reconstruction, batch: dict[str, Any] | None = None

@@ -1,9 +1,10 @@
 """Illumination models with zero-centred parameters (all zeros = white ambient light of intensity 1).
 
 Both models shade in the view frame (camera at the origin looking down -Z, see ``camera.py``) and
-share one interface: ``num_params``, ``shade(albedo, normals, view_dirs, params)`` and ``chroma(params)``, the
+share one interface: ``num_params``, ``shade(albedo, normals, view_dirs, params)``, ``chroma(params)``, the
 light's colour away from grey (what the ``light_chroma`` regulariser keeps small, so that skin colour is carried
-by the albedo, not by a tinted light; see docs/regressor_and_losses.md).
+by the albedo, not by a tinted light; see docs/regressor_and_losses.md), and ``brighter(params, gain)``, the same
+light ``gain`` times as bright (the regressor's exposure match, :mod:`fastganfit.regression.exposure`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ class PhongLighting(nn.Module):
         _check_params("Phong lighting", params, self.num_params)
         return grey_deviation(params[:, 0:6].view(-1, 2, 3)).flatten(1)
 
+    def brighter(self, params: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """``[B, 10]``: the light of ``params [B, 10]`` with its ambient, directional and specular parts ``gain [B]``
+        times as strong (same colour and direction), so that every shaded colour is ``gain`` times as bright."""
+        _check_params("Phong lighting", params, self.num_params)
+        gain = gain[:, None].to(params)
+        ambient = (1.0 + params[:, 0:3]) * gain - 1.0
+        return torch.cat([ambient, params[:, 3:6] * gain, params[:, 6:9], params[:, 9:10] * gain], dim=1)
+
 
 class SphericalHarmonicsLighting(nn.Module):
     """Second-order spherical-harmonics irradiance (9 coefficients per colour channel).
@@ -103,6 +112,15 @@ class SphericalHarmonicsLighting(nn.Module):
         _check_params("spherical-harmonics lighting", params, self.num_params)
         return grey_deviation(params.view(-1, 9, 3)).flatten(1)
 
+    def brighter(self, params: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """``[B, 27]``: the irradiance of ``params [B, 27]`` times ``gain [B]`` (every coefficient, DC offset
+        included), so that every shaded colour is ``gain`` times as bright."""
+        _check_params("spherical-harmonics lighting", params, self.num_params)
+        dc = torch.zeros_like(params[:1]).view(1, 9, 3)
+        dc[:, 0] = 1.0 / SH_CONSTANTS[0]
+        coefficients = (params.view(-1, 9, 3) + dc) * gain[:, None, None].to(params) - dc
+        return coefficients.flatten(1)
+
 
 SH_CONSTANTS = (
     0.5 / math.sqrt(math.pi),
@@ -131,3 +149,28 @@ def sh_basis(normals: torch.Tensor) -> torch.Tensor:
         ],
         dim=1,
     )
+
+
+#: Normals sampled on the front hemisphere (facing the camera) to average a light's colour over.
+HEMISPHERE_NORMALS = 256
+
+
+def hemisphere_normals(count: int = HEMISPHERE_NORMALS) -> torch.Tensor:
+    """``[count, 3]`` unit normals spread evenly (a Fibonacci spiral) over the hemisphere facing the camera (+Z)."""
+    index = torch.arange(count, dtype=torch.float64) + 0.5
+    z = 1.0 - index / count
+    radius = (1.0 - z.square()).sqrt()
+    angle = index * math.pi * (3.0 - math.sqrt(5.0))
+    return torch.stack([radius * angle.cos(), radius * angle.sin(), z], dim=1).float()
+
+
+def light_colour(lighting: nn.Module, light: torch.Tensor, count: int = HEMISPHERE_NORMALS) -> torch.Tensor:
+    """``[B, 3]``: the mean colour ``lighting`` with parameters ``light [B, L]`` gives a white surface, over
+    ``count`` :func:`hemisphere_normals` seen from the camera (ambient, diffuse and specular alike). Differentiable
+    in ``light``; all-zero parameters give ``(1, 1, 1)`` for both lighting models."""
+    normals = hemisphere_normals(count).to(light)
+    batch = light.shape[0]
+    normals = normals.T[None, :, :, None].expand(batch, 3, -1, 1)
+    view = light.new_tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand_as(normals)
+    shaded = lighting.shade(torch.ones_like(normals), normals, view, light)
+    return shaded.mean(dim=(2, 3))
