@@ -6,7 +6,8 @@ For each ``--run LABEL CKPT`` and method (regression; regression + GANFit++, con
 CIEDE2000 of the render against the photo over the visible skin (the UV skin below the hairline, lips, brows and
 eyes excluded, rendered with the fit and eroded by one pixel), the render's skin chroma on greyscale photos, the
 fitted light's tint (100 |c / mean(c) - 1|) and, across the colour photos, Spearman's rho between the fitted albedo's
-skin lightness (median L* of the model texture over the UV skin) and the photo's (median L* over the skin pixels).
+skin lightness (median L* of the model texture over the UV skin) and the photo's (median L* over the skin pixels), and
+the same for the skin's hue (median CIELAB hue angle).
 
 Usage: python bench/portrait_colour.py --portraits ../shared/data/portraits --n 32 --run before OLD.ckpt \
     --run after NEW.ckpt [--refine stages.full.steps=40 ...] [--model exposure_match=false ...]
@@ -29,7 +30,7 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from fastganfit.assetbuild.portrait_texture import MIN_COLOUR_SCORE, colour_score
-from fastganfit.benchmarks.colour import chroma, light_chroma, lightness, masked_delta_e, visible_skin_texels
+from fastganfit.benchmarks.colour import chroma, hue, light_chroma, lightness, masked_delta_e, visible_skin_texels
 from fastganfit.data.prepare import UnusableInputError
 from fastganfit.fitting.faces import crop_largest_face, graph_crop_template
 from fastganfit.fitting.optimise import refine, regress
@@ -60,8 +61,8 @@ def select(portraits: Path, n: int) -> dict[str, list[tuple[str, np.ndarray, boo
 def measure(ckpt: str, settings: object, sets: dict, values: dict[str, object] | None = None,
             ) -> dict[str, dict[str, dict[str, np.ndarray]]]:  # fmt: skip
     """``{set: {method: {metric: [N]}}}`` for one checkpoint (metrics: delta_e, render_chroma, photo_chroma,
-    light_chroma, albedo_lightness, photo_lightness, grey); ``values``: model config keys set before building
-    (``{"exposure_match": False}``)."""
+    light_chroma, albedo_lightness, photo_lightness, albedo_hue, photo_hue, grey); ``values``: model config keys set
+    before building (``{"exposure_match": False}``)."""
     module = load_fast_ganfit(ckpt, torch.device("cpu"), values=values)
     graph = module.graph
     landmarker, template = DlibLandmarker(detector="hog+cnn"), graph_crop_template(graph, graph.crop_size)
@@ -100,6 +101,8 @@ def measure(ckpt: str, settings: object, sets: dict, values: dict[str, object] |
                         "light_chroma": light_chroma(graph.renderer.lighting, params.light),
                         "albedo_lightness": lightness(texture, uv_skin),
                         "photo_lightness": lightness(target.image, skin),
+                        "albedo_hue": hue(texture, uv_skin),
+                        "photo_hue": hue(target.image, skin),
                     })  # fmt: skip
         results[name] = {
             method: {key: np.concatenate([part[key] for part in parts]) for key in parts[0]} | {"grey": np.array(grey)}
@@ -149,37 +152,46 @@ def main() -> int:
     settings = refine_settings(args.refine)
     if any("=" not in item for item in args.model):
         parser.error(f"--model {args.model}: each value must be KEY=VALUE, e.g. exposure_match=false")
-    values = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.model)}
+    model_values = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.model)}
     header = ("| run | method | photos | skin ΔE median (25th-75th, 90th) | light tint % median | "
-              "greyscale photos: render chroma (photo) | albedo-photo skin lightness Spearman rho |")
+              "greyscale photos: render chroma (photo) | albedo-photo skin lightness Spearman rho | "
+              "albedo-photo skin hue Spearman rho |")
     rows = [header, "|" + "---|" * (header.count("|") - 1), *kept]
     for label, ckpt in args.run:
-        results = measure(ckpt, settings, sets, values)
+        results = measure(ckpt, settings, sets, model_values)
         for method in METHODS:
-            colour_albedo, colour_photo = [], []
+            pooled: dict[str, list[float]] = {key: [] for key in ("albedo_lightness", "photo_lightness", "albedo_hue",
+                                                                  "photo_hue")}  # fmt: skip
             for name, by_method in results.items():
                 values = by_method[method]
                 grey = values["grey"]
                 grey_text = (f"{np.nanmedian(values['render_chroma'][grey]):.1f} "
                              f"({np.nanmedian(values['photo_chroma'][grey]):.1f}), {grey.sum()} photos"
                              if grey.any() else "-")  # fmt: skip
-                rho = "-"
+                rho = {"lightness": "-", "hue": "-"}
                 if name.startswith("pairs"):
-                    colour_albedo += list(values["albedo_lightness"][~grey])
-                    colour_photo += list(values["photo_lightness"][~grey])
-                    rho = f"{spearmanr(values['albedo_lightness'][~grey], values['photo_lightness'][~grey])[0]:.2f}"
+                    for key in pooled:
+                        pooled[key] += list(values[key][~grey])
+                    for kind in rho:
+                        fitted, photo = values[f"albedo_{kind}"][~grey], values[f"photo_{kind}"][~grey]
+                        rho[kind] = f"{spearmanr(fitted, photo)[0]:.2f}"
                 rows.append(f"| {label} | {method} | {name} ({len(grey)}) | {quartiles(values['delta_e'])} | "
-                            f"{np.nanmedian(values['light_chroma']):.1f} | {grey_text} | {rho} |")  # fmt: skip
+                            f"{np.nanmedian(values['light_chroma']):.1f} | {grey_text} | {rho['lightness']} | "
+                            f"{rho['hue']} |")  # fmt: skip
                 print(rows[-1], flush=True)
-            rho = spearmanr(colour_albedo, colour_photo)[0]
-            rows.append(f"| {label} | {method} | pairs/A + pairs/B colour ({len(colour_photo)}) | | | | {rho:.2f} |")
+            rho_lightness = spearmanr(pooled["albedo_lightness"], pooled["photo_lightness"])[0]
+            rho_hue = spearmanr(pooled["albedo_hue"], pooled["photo_hue"])[0]
+            rows.append(f"| {label} | {method} | pairs/A + pairs/B colour ({len(pooled['photo_hue'])}) | | | | "
+                        f"{rho_lightness:.2f} | {rho_hue:.2f} |")  # fmt: skip
+            print(rows[-1], flush=True)
     body = "\n".join([
         "Render against photo over the visible skin (CIEDE2000, skimage.color; lips, brows, eyes and the forehead",
         "above 20 mm over the brows excluded), in the aligned crop at the render size. Photos spread evenly",
         "over pairs/A (public domain, the prior's own photos) and pairs/B (other photos of the same people, never",
         "used to build it; some greyscale), and the package photos, also made grey. Light tint: 100 |c / mean(c) - 1|",
         "of the light's mean colour on a white surface (0: white). Chroma: median CIELAB chroma over the skin pixels.",
-        "Spearman rho: the fitted model texture's median skin L* against the photo's, over the colour portraits.",
+        "Spearman rho: the fitted model texture's median skin L* (hue angle) against the photo's, over the colour",
+        "portraits.",
         "",
         *rows,
     ])

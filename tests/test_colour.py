@@ -14,6 +14,7 @@ from fastganfit.benchmarks.colour import (
     albedo_delta_e,
     delta_e,
     front_skin_texels,
+    hue,
     light_chroma_error,
     masked_delta_e,
 )
@@ -110,6 +111,18 @@ def test_masked_delta_e_averages_inside_the_mask_only() -> None:
     assert math.isnan(masked_delta_e(predicted, target, torch.zeros(2, 1, 4, 4))[0])
     with pytest.raises(ValueError, match="mask must be"):
         masked_delta_e(predicted, target, mask[:, :, :2])
+
+
+def test_hue_is_the_median_lab_hue_angle_inside_the_mask() -> None:
+    skin, yellow = (0.8, 0.6, 0.5), (0.8, 0.75, 0.3)
+    images = torch.tensor(yellow).view(1, 3, 1, 1).repeat(2, 1, 4, 4)
+    images[0, :, :3] = torch.tensor(skin).view(3, 1, 1)  # three rows of skin, one of yellow
+    mask = torch.ones(2, 1, 4, 4)
+    mask[1, :, :3] = 0.0  # the second image: the yellow row only
+    lab = rgb2lab(np.array([skin, yellow]), channel_axis=-1)
+    expected = np.degrees(np.arctan2(lab[:, 2], lab[:, 1]))
+    assert hue(images, mask) == pytest.approx(expected, abs=1e-4)
+    assert 30 < expected[0] < 90 < expected[1]  # skin lies between red (0) and yellow (about 90); the yellow beyond
 
 
 def test_albedo_delta_e_on_procedural_skin() -> None:

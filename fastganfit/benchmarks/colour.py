@@ -8,7 +8,8 @@
   surface over the front hemisphere of normals (:func:`light_colour`).
 * :func:`masked_delta_e`: mean delta-E between two images over a mask (the render against the photo over the
   rendered face, for photos without ground truth); :func:`visible_skin_texels` the UV skin compared on photos.
-* :func:`chroma`, :func:`lightness`, :func:`light_chroma`: a picture's skin chroma and lightness, a light's tint.
+* :func:`chroma`, :func:`lightness`, :func:`hue`, :func:`light_chroma`: a picture's skin chroma, lightness and hue,
+  a light's tint.
 
 Images and textures are display (sRGB) values in [0, 1], as the renderer and the texture models produce them.
 """
@@ -87,6 +88,16 @@ def lightness(images: Tensor, mask: Tensor) -> np.ndarray:
     lab = rgb2lab(images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
     inside = (mask[:, 0] > 0.5).expand(images.shape[0], *images.shape[2:]).cpu().numpy()
     return np.array([np.median(row[where]) if where.any() else math.nan for row, where in zip(lab[..., 0], inside,
+                                                                                                strict=True)])
+
+
+def hue(images: Tensor, mask: Tensor) -> np.ndarray:
+    """Median CIELAB hue angle ``atan2(b*, a*)`` in degrees ``[B]`` of ``images [B, 3, H, W]`` over ``mask [B, 1, H,
+    W]`` (skin lies at about 30-80 degrees, from red towards yellow, so the angle does not wrap)."""
+    lab = rgb2lab(images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
+    inside = (mask[:, 0] > 0.5).expand(images.shape[0], *images.shape[2:]).cpu().numpy()
+    angles = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    return np.array([np.median(row[where]) if where.any() else math.nan for row, where in zip(angles, inside,
                                                                                                 strict=True)])
 
 
