@@ -3,7 +3,8 @@
 # package, install it with the pinned dependencies (requirements.txt) into a fresh virtual environment, and from a
 # folder outside the clone run the console scripts: `fastganfit-fit --help`, compose
 # `fastganfit-train experiment=fast_align --cfg job`, and a tiny real reconstruction (GANFit from the mean face on
-# skimage's astronaut photo, 2+2 steps) whose output files are checked. Any failure exits non-zero with a message.
+# skimage's astronaut photo, 2 steps per stage) whose output files are checked. Any failure exits non-zero with a
+# message.
 #
 # Usage: .ci/wheel_check.sh  (or `make wheel-check`). PYTHON picks the interpreter the venv is made from (default
 # python3); WHEEL_CHECK_DIR keeps the work folder (wheel, venv, outputs) there instead of a deleted temporary one;
@@ -78,10 +79,10 @@ assert cfg.model._target_ == "fastganfit.regression.build.build_fast_ganfit", cf
 assert cfg.trainer.max_steps > 0, cfg.trainer.max_steps
 EOF
 
-step "a tiny reconstruction: fastganfit-fit ckpt=null image=astronaut.png (2+2 steps)"
+step "a tiny reconstruction: fastganfit-fit ckpt=null image=astronaut.png (2 steps per stage)"
 ASTRONAUT="$("$VPY" -c 'import os, skimage.data; print(os.path.join(skimage.data.data_dir, "astronaut.png"))')"
 "$WORK/venv/bin/fastganfit-fit" ckpt=null image="$ASTRONAUT" output="$RUN/fit" progress=false \
-    ganfit.stages.align.steps=2 ganfit.stages.full.steps=2 renderer.backend=torch \
+    ganfit.stages.align.steps=2 ganfit.stages.full.steps=2 ganfit.stages.colour.steps=2 renderer.backend=torch \
     || fail "the tiny reconstruction exited non-zero"
 "$VPY" - "$RUN/fit/astronaut" <<'EOF' || fail "the tiny reconstruction's files in $RUN/fit/astronaut are incomplete or wrong"
 import json
