@@ -72,7 +72,7 @@ def main() -> int:
     for batch in (1, 8):
         crops, landmarks = crop.expand(batch, -1, -1, -1).contiguous(), points.expand(batch, -1, -1).contiguous()
         seconds = time_call(lambda crops=crops, landmarks=landmarks: regress(module, crops, landmarks), args.repeats)
-        rows.append(f"| regression (identity net + heatmaps + regressor + two renders: the exposure match) | {batch} | "
+        rows.append(f"| regression (identity net + heatmaps + regressor + one render + exposure match) | {batch} | "
                     f"{seconds / batch * 1000:.0f} ms/image |")  # fmt: skip
         print(rows[-1], flush=True)
     start = regress(module, crop[None], points[None])

@@ -196,9 +196,9 @@ def main() -> int:
         *rows,
     ])
     runs = " ".join(f"--run {label} {ckpt}" for label, ckpt in args.run)
-    refine_overrides = "".join(f" --refine '{override}'" for override in args.refine)
-    refine_overrides += "".join(f" --model {item}" for item in args.model)
-    command = f"python bench/portrait_colour.py --n {args.n} {runs}{refine_overrides}" + (
+    options = "".join(f" --refine '{override}'" for override in args.refine)
+    options += "".join(f" --model {item}" for item in args.model)
+    command = f"python bench/portrait_colour.py --n {args.n} {runs}{options}" + (
         f" --keep {' '.join(args.keep)}" if args.keep else "")
     write_section("portrait_colour", body, command)
     return 0

@@ -111,11 +111,11 @@ def test_exposure_match_recovers_a_known_exposure(graph: FaceReconstructionGraph
     seen = graph.render(replace(params, light=lighting.brighter(params.light, exposure)), dark).render
     photo = graph.target(seen.image.detach(), seen.landmarks.detach())
     matched = match_exposure(graph, graph.render(params, photo))
-    recovered = light_colour(lighting, matched.params.light).mean(1) / light_colour(lighting, params.light).mean(1)
+    recovered = light_colour(lighting, matched.light).mean(1) / light_colour(lighting, params.light).mean(1)
     assert recovered == pytest.approx(exposure.tolist(), rel=0.03)
     inside = seen.mask.expand_as(seen.image) > 0.5
     before = (graph.render(params, photo).render.image - photo.image).abs()[inside].mean()
-    after = (matched.render.image - photo.image).abs()[inside].mean()
+    after = (graph.render(matched, photo).render.image - photo.image).abs()[inside].mean()
     assert after < 0.25 * before and after < 0.01
 
 
@@ -125,11 +125,13 @@ def test_regress_applies_the_exposure_match_unless_switched_off(tmp_path: Path) 
     assert module.hparams.exposure_match  # the default, also for checkpoints written before the option
     crops = torch.full((1, 3, SIZE, SIZE), 0.9)
     landmarks = torch.rand(1, 68, 2) * 30 + 17
-    raw = module.reconstruct(crops, landmarks).params.light
-    matched = regress(module, crops, landmarks).light
-    assert not torch.allclose(raw, matched)
+    raw = module.reconstruct(crops, landmarks).params
+    matched = regress(module, crops, landmarks)
+    assert not torch.allclose(raw.light, matched.light)
+    for group in ("shape", "expression", "texture", "camera"):  # the light alone changes
+        assert torch.equal(getattr(raw, group), getattr(matched, group)), group
     off = load_fast_ganfit(tmp_path / "tiny.ckpt", values={"exposure_match": False})
-    assert torch.allclose(regress(off, crops, landmarks).light, raw)
+    assert torch.allclose(regress(off, crops, landmarks).light, raw.light)
 
 
 def test_colour_stage_brightness_target_is_the_synthetic_lights_brightness(ict_model: MorphableModel) -> None:
@@ -145,3 +147,14 @@ def test_colour_stage_brightness_target_is_the_synthetic_lights_brightness(ict_m
         cfg = compose("fit", overrides=["image=x.png"])
     colour = instantiate(cfg.refinement).stages[-1]
     assert colour.name == "colour" and colour.loss.light_intensity_target == pytest.approx(float(brightness), abs=0.02)
+
+
+def test_exposure_match_is_a_model_option_of_train_py() -> None:
+    """docs/regressor_and_losses.md: a checkpoint trained with ``model.exposure_match=false`` keeps it off."""
+    from hydra import compose, initialize_config_dir
+
+    conf = Path(__file__).resolve().parent.parent / "fastganfit" / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        default = compose("train", overrides=["experiment=demo"])
+        switched_off = compose("train", overrides=["experiment=demo", "model.exposure_match=false"])
+    assert default.model.exposure_match is True and switched_off.model.exposure_match is False

@@ -17,6 +17,7 @@ Images and textures are display (sRGB) values in [0, 1], as the renderer and the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -74,31 +75,29 @@ def visible_skin_texels(texture: ProceduralTexture, model: MorphableModel) -> Te
     return front_skin_texels(texture) & below.to(texture.front.device)
 
 
+def _median_in_mask(images: Tensor, mask: Tensor, quantity: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per image the median of ``quantity(lab) [B, H, W]`` (``lab``: CIELAB ``[B, H, W, 3]`` of ``images [B, 3, H,
+    W]``) over ``mask [B, 1, H, W]`` above 0.5; NaN where the mask is empty -> ``[B]``."""
+    lab = rgb2lab(images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
+    inside = (mask[:, 0] > 0.5).expand(images.shape[0], *images.shape[2:]).cpu().numpy()
+    return np.array([np.median(row[where]) if where.any() else math.nan
+                     for row, where in zip(quantity(lab), inside, strict=True)])  # fmt: skip
+
+
 def chroma(images: Tensor, mask: Tensor) -> np.ndarray:
     """Median CIELAB chroma ``sqrt(a*^2 + b*^2)`` ``[B]`` of ``images [B, 3, H, W]`` over ``mask [B, 1, H, W]``."""
-    lab = rgb2lab(images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
-    inside = (mask[:, 0] > 0.5).cpu().numpy()
-    values = np.hypot(lab[..., 1], lab[..., 2])
-    return np.array([np.median(row[where]) if where.any() else math.nan for row, where in zip(values, inside,
-                                                                                                strict=True)])
+    return _median_in_mask(images, mask, lambda lab: np.hypot(lab[..., 1], lab[..., 2]))
 
 
 def lightness(images: Tensor, mask: Tensor) -> np.ndarray:
     """Median CIELAB lightness ``L*`` ``[B]`` of ``images [B, 3, H, W]`` over ``mask [B, 1, H, W]``."""
-    lab = rgb2lab(images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
-    inside = (mask[:, 0] > 0.5).expand(images.shape[0], *images.shape[2:]).cpu().numpy()
-    return np.array([np.median(row[where]) if where.any() else math.nan for row, where in zip(lab[..., 0], inside,
-                                                                                                strict=True)])
+    return _median_in_mask(images, mask, lambda lab: lab[..., 0])
 
 
 def hue(images: Tensor, mask: Tensor) -> np.ndarray:
     """Median CIELAB hue angle ``atan2(b*, a*)`` in degrees ``[B]`` of ``images [B, 3, H, W]`` over ``mask [B, 1, H,
     W]`` (skin lies at about 30-80 degrees, from red towards yellow, so the angle does not wrap)."""
-    lab = rgb2lab(images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().double().numpy(), channel_axis=-1)
-    inside = (mask[:, 0] > 0.5).expand(images.shape[0], *images.shape[2:]).cpu().numpy()
-    angles = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
-    return np.array([np.median(row[where]) if where.any() else math.nan for row, where in zip(angles, inside,
-                                                                                                strict=True)])
+    return _median_in_mask(images, mask, lambda lab: np.degrees(np.arctan2(lab[..., 2], lab[..., 1])))
 
 
 def light_chroma(lighting: torch.nn.Module, light: Tensor) -> np.ndarray:

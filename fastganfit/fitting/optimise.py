@@ -49,7 +49,7 @@ def stage_totals(history: Sequence[ObjectiveRecord], stage: str) -> list[float]:
 def regress(module: FastGANFitModule, crops: Tensor, landmarks: Tensor) -> FaceParams:
     """The regressor's FaceParams (batch B) of ``crops [B, 3, S, S]`` with ``landmarks [B, 68, 2]``
     (:meth:`FastGANFitModule.predict`: with the exposure match when the module has it on)."""
-    return module.predict(crops, landmarks).params.detach()
+    return module.predict(crops, landmarks).detach()
 
 
 def per_subject_mean(values: Tensor, subjects: Tensor) -> Tensor:

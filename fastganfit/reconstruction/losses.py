@@ -209,9 +209,9 @@ def light_intensity_regulariser(light: Tensor, lighting: LightingModel, target: 
     1); ``light [B, L]`` -> ``[B]``.
 
     A brighter light on a darker albedo renders the same pixels as a dimmer light on a lighter one, and the pixel,
-    identity and content terms cannot tell them apart. Photos are exposed for the face, so the prior is a light of
-    about unit brightness: the albedo then carries how light or dark the skin is, and fitted skins rank like the
-    people's (BENCHMARKS.md, section portrait_colour).
+    identity and content terms cannot tell them apart. Holding the light at one brightness (GANFit++'s colour stage:
+    the synthetic training lights' mean, 0.7) makes the albedo carry how light or dark the skin is, so that fitted
+    skins rank like the people's (BENCHMARKS.md, section portrait_colour).
     """
     if light.ndim != 2:
         raise ValueError(f"light_intensity_regulariser: expected [B, L], got {list(light.shape)}")
@@ -314,7 +314,7 @@ class GANFitLoss(nn.Module):
         outputs for the composite (:func:`composite_over_input`) and for the input (identity and content
         terms). ``texture_model``: for the texture regulariser; ``lighting``: for the light chroma regulariser, which
         pulls the light's colour towards ``light_reference [B, L]``'s when given (GANFit++: the regressed light's),
-        towards grey otherwise, and the light intensity regulariser (towards brightness 1).
+        towards grey otherwise, and the light intensity regulariser (towards ``light_intensity_target``).
         Inputs of inactive terms are ignored; a missing input of an active term raises ``ValueError``.
         """
         available: dict[str, object] = {

@@ -6,8 +6,9 @@ The regressor learns its light on synthetic faces, whose light never makes the s
 closed form before the camera head's residual, the exposure match fits one number after the heads: the ratio of
 the photo's brightness to the render's at the skin points between the landmarks (the points the colour heads read,
 :func:`~fastganfit.regression.regressor.face_colour_features`), by which the light's strength is multiplied
-(``lighting.brighter``: same colour and direction). One extra render, no optimisation; it changes the light's
-brightness only, so the albedo keeps the skin's lightness and colour as the heads read them.
+(``lighting.brighter``: same colour and direction). No optimisation and no extra render (the regression's own
+render gives the ratio); it changes the light's brightness only, so the albedo keeps the skin's lightness and colour
+as the heads read them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import replace
 
 from torch import Tensor
 
+from fastganfit.params import FaceParams
 from fastganfit.reconstruction.graph import FaceReconstructionGraph, Reconstruction
 from fastganfit.regression.regressor import face_colour_features
 
@@ -31,9 +33,8 @@ def exposure_gain(render: Tensor, image: Tensor, landmarks: Tensor) -> Tensor:
     return (photo / rendered.clamp(min=1e-3)).clamp(*GAIN_RANGE)
 
 
-def match_exposure(graph: FaceReconstructionGraph, result: Reconstruction) -> Reconstruction:
-    """``result`` rendered again with its light :func:`exposure_gain` times as bright (same colour, direction and
+def match_exposure(graph: FaceReconstructionGraph, result: Reconstruction) -> FaceParams:
+    """``result``'s parameters with the light :func:`exposure_gain` times as bright (same colour, direction and
     everything else); differentiable in the parameters, not through the gain."""
     gain = exposure_gain(result.render.image, result.target.image, result.target.landmarks).detach()
-    light = graph.renderer.lighting.brighter(result.params.light, gain)
-    return graph.render(replace(result.params, light=light), result.target)
+    return replace(result.params, light=graph.renderer.lighting.brighter(result.params.light, gain))

@@ -32,7 +32,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from fastganfit.io.image_logging import image_folder, log_image_grid
-from fastganfit.params import GROUPS
+from fastganfit.params import GROUPS, FaceParams
 from fastganfit.reconstruction.graph import FaceReconstructionGraph, Reconstruction
 from fastganfit.reconstruction.losses import GANFitLoss
 from fastganfit.reconstruction.panels import PANELS_PER_ROW, reconstruction_panels
@@ -192,11 +192,11 @@ class FastGANFitModule(L.LightningModule):
             params = replace(params, camera=params.camera + camera)
         return graph.render(params, target)
 
-    def predict(self, crop: Tensor, crop_landmarks: Tensor) -> Reconstruction:
-        """:meth:`reconstruct` with the exposure match when ``exposure_match`` (class docstring): the regression
-        fit.py and the benchmarks use."""
+    def predict(self, crop: Tensor, crop_landmarks: Tensor) -> FaceParams:
+        """The parameters of :meth:`reconstruct`, with the exposure match when ``exposure_match`` (class docstring):
+        the regression fit.py and the benchmarks use."""
         result = self.reconstruct(crop, crop_landmarks)
-        return match_exposure(self.graph, result) if self.hparams.exposure_match else result
+        return match_exposure(self.graph, result) if self.hparams.exposure_match else result.params
 
     def objective(
         self, result: Reconstruction, batch: dict[str, Any] | None = None
