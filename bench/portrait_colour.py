@@ -9,8 +9,11 @@ fitted light's tint (100 |c / mean(c) - 1|) and, across the colour photos, Spear
 skin lightness (median L* of the model texture over the UV skin) and the photo's (median L* over the skin pixels), and
 the same for the skin's hue (median CIELAB hue angle).
 
+With two or more runs, each later run is also compared with the first photo by photo (paired rows).
+
 Usage: python bench/portrait_colour.py --portraits ../shared/data/portraits --n 32 --run before OLD.ckpt \
-    --run after NEW.ckpt [--refine stages.full.steps=40 ...] [--model exposure_match=false ...]
+    --run after NEW.ckpt [colour_map=null ...] [--refine stages.full.steps=40 ...] [--model exposure_match=false ...] \
+    [--regression-only]
 """
 
 from __future__ import annotations
@@ -59,10 +62,11 @@ def select(portraits: Path, n: int) -> dict[str, list[tuple[str, np.ndarray, boo
 
 
 def measure(ckpt: str, settings: object, sets: dict, values: dict[str, object] | None = None,
-            ) -> dict[str, dict[str, dict[str, np.ndarray]]]:  # fmt: skip
+            methods: tuple[str, ...] = METHODS) -> dict[str, dict[str, dict[str, np.ndarray]]]:  # fmt: skip
     """``{set: {method: {metric: [N]}}}`` for one checkpoint (metrics: delta_e, render_chroma, photo_chroma,
     light_chroma, albedo_lightness, photo_lightness, albedo_hue, photo_hue, grey); ``values``: model config keys set
-    before building (``{"exposure_match": False}``)."""
+    before building (``{"exposure_match": False}``); ``methods``: some of :data:`METHODS` (GANFit++ runs only when
+    asked for)."""
     module = load_fast_ganfit(ckpt, torch.device("cpu"), values=values)
     graph = module.graph
     landmarker, template = DlibLandmarker(detector="hog+cnn"), graph_crop_template(graph, graph.crop_size)
@@ -80,13 +84,15 @@ def measure(ckpt: str, settings: object, sets: dict, values: dict[str, object] |
             landmarks.append(torch.from_numpy(np.array(face.landmarks)).float())
             grey.append(is_grey)
         crops, landmarks = torch.stack(crops), torch.stack(landmarks)
-        per_method: dict[str, list[dict[str, np.ndarray]]] = {method: [] for method in METHODS}
+        per_method: dict[str, list[dict[str, np.ndarray]]] = {method: [] for method in methods}
         for start in range(0, len(crops), 8):
             batch_crops, batch_landmarks = crops[start : start + 8], landmarks[start : start + 8]
             regressed = regress(module, batch_crops, batch_landmarks)
-            refined, _ = refine(graph, batch_crops, batch_landmarks, regressed, settings)
+            fitted = {"regression": regressed}
+            if METHODS[1] in methods:
+                fitted[METHODS[1]], _ = refine(graph, batch_crops, batch_landmarks, regressed, settings)
             target = graph.target(batch_crops, batch_landmarks)
-            for method, params in zip(METHODS, (regressed, refined), strict=True):
+            for method, params in fitted.items():
                 with torch.no_grad():
                     result = graph.render(params, target)
                     masks = graph.renderer(result.vertices, skin_uv.expand(len(batch_crops), 3, -1, -1),
@@ -131,15 +137,41 @@ def kept_rows(labels: list[str]) -> list[str]:
     return rows
 
 
+def paired_rows(measured: list[tuple[str, dict]], methods: tuple[str, ...]) -> list[str]:
+    """Table rows comparing each run after the first with the first, photo by photo (empty for one run)."""
+    if len(measured) < 2:
+        return []
+    rows = ["| run | against | method | photos | lower ΔE | median per-photo difference | difference of medians "
+            "(95 % interval) |", "|---|---|---|---|---|---|---|"]
+    generator = np.random.default_rng(0)
+    first_label, first = measured[0]
+    for label, results in measured[1:]:
+        for method in methods:
+            for name in results:
+                base, new = first[name][method]["delta_e"], results[name][method]["delta_e"]
+                if len(base) < 2:
+                    continue
+                resamples = generator.integers(0, len(base), (2000, len(base)))
+                differences = np.median(new[resamples], axis=1) - np.median(base[resamples], axis=1)
+                low, high = np.percentile(differences, [2.5, 97.5])
+                rows.append(f"| {label} | {first_label} | {method} | {name} ({len(base)}) | "
+                            f"{np.mean(new < base):.0%} | {np.median(new - base):+.2f} | "
+                            f"{np.median(new) - np.median(base):+.2f} ({low:+.2f} to {high:+.2f}) |")  # fmt: skip
+                print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--portraits", default=os.environ.get("FASTGANFIT_SHARED", "../shared") + "/data/portraits")
     parser.add_argument("--n", type=int, default=32, help="photos of each of pairs/A and pairs/B")
-    parser.add_argument("--run", nargs=2, action="append", required=True, metavar=("LABEL", "CKPT"))
+    parser.add_argument("--run", nargs="+", action="append", required=True, metavar="LABEL CKPT [KEY=VALUE]",
+                        help="a run: a label, a checkpoint and model config values of this run only (as --model)")
     parser.add_argument("--refine", action="append", default=[], metavar="OVERRIDE",
                         help="an override of GANFit++'s settings (conf/fit/refine.yaml), e.g. stages.full.steps=40")
     parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                         help="a model config value of every run, e.g. exposure_match=false (YAML values)")
+    parser.add_argument("--regression-only", action="store_true", help="skip GANFit++ (e.g. for --n 400)")
     parser.add_argument("--keep", nargs="*", default=[], metavar="LABEL",
                         help="keep these runs' rows from BENCHMARKS.md's section instead of rerunning them")
     args = parser.parse_args()
@@ -150,16 +182,24 @@ def main() -> int:
         parser.error(f"--portraits {portraits}: no pairs/ folder there (the shared portraits)")
     sets = select(portraits, args.n)
     settings = refine_settings(args.refine)
-    if any("=" not in item for item in args.model):
-        parser.error(f"--model {args.model}: each value must be KEY=VALUE, e.g. exposure_match=false")
+    for run in args.run:
+        if len(run) < 2:
+            parser.error("--run needs a LABEL and a CKPT")
+    if any("=" not in item for item in args.model + [value for run in args.run for value in run[2:]]):
+        parser.error("--model and --run values must be KEY=VALUE, e.g. exposure_match=false")
     model_values = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.model)}
     header = ("| run | method | photos | skin ΔE median (25th-75th, 90th) | light tint % median | "
               "greyscale photos: render chroma (photo) | albedo-photo skin lightness Spearman rho | "
               "albedo-photo skin hue Spearman rho |")
     rows = [header, "|" + "---|" * (header.count("|") - 1), *kept]
-    for label, ckpt in args.run:
-        results = measure(ckpt, settings, sets, model_values)
-        for method in METHODS:
+    methods = METHODS[:1] if args.regression_only else METHODS
+    measured = []
+    for label, ckpt, *run_overrides in args.run:
+        run_values = model_values | {key: yaml.safe_load(value)
+                                     for key, value in (item.split("=", 1) for item in run_overrides)}  # fmt: skip
+        results = measure(ckpt, settings, sets, run_values, methods)
+        measured.append((label, results))
+        for method in methods:
             pooled: dict[str, list[float]] = {key: [] for key in ("albedo_lightness", "photo_lightness", "albedo_hue",
                                                                   "photo_hue")}  # fmt: skip
             for name, by_method in results.items():
@@ -184,6 +224,7 @@ def main() -> int:
             rows.append(f"| {label} | {method} | pairs/A + pairs/B colour ({len(pooled['photo_hue'])}) | | | | "
                         f"{rho_lightness:.2f} | {rho_hue:.2f} |")  # fmt: skip
             print(rows[-1], flush=True)
+    paired = paired_rows(measured, methods)
     body = "\n".join([
         "Render against photo over the visible skin (CIEDE2000, skimage.color; lips, brows, eyes and the forehead",
         "above 20 mm over the brows excluded), in the aligned crop at the render size. Photos spread evenly",
@@ -194,10 +235,14 @@ def main() -> int:
         "portraits.",
         "",
         *rows,
+        *(["", "Paired against the first run (the same photos and crops): the share of photos whose ΔE is lower, the",
+           "median of the per-photo differences and a bootstrap 95 % interval of the difference of the medians (2000",
+           "resamples of the photos).", "", *paired] if paired else []),
     ])
-    runs = " ".join(f"--run {label} {ckpt}" for label, ckpt in args.run)
+    runs = " ".join("--run " + " ".join(run) for run in args.run)
     options = "".join(f" --refine '{override}'" for override in args.refine)
     options += "".join(f" --model {item}" for item in args.model)
+    options += " --regression-only" if args.regression_only else ""
     command = f"python bench/portrait_colour.py --n {args.n} {runs}{options}" + (
         f" --keep {' '.join(args.keep)}" if args.keep else "")
     write_section("portrait_colour", body, command)

@@ -12,7 +12,6 @@ explained variance, the command. See docs/textures.md and :mod:`fastganfit.asset
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,14 +21,15 @@ import torch
 from fastganfit.assetbuild.portrait_texture import (
     PhotoTextures,
     TexturePCA,
+    cached_samples,
     components_for,
     extract_photo_textures,
     portrait_photos,
     save_texture_pca,
     weighted_pca,
+    write_provenance,
 )
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.io.atomic import atomic_write
 from fastganfit.texture.uv_layout import rasterize_uv_layout
 
 
@@ -53,35 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     root = Path(args.portraits)
     photos = portrait_photos(root)[: args.limit]
-    if args.textures and Path(args.textures).is_file():
-        textures = PhotoTextures(**torch.load(args.textures))
-    else:
-        textures = extract_photo_textures(args.ckpt, photos, root, args.resolution)
-        if args.textures:
-            torch.save(dict(vars(textures)), args.textures)
+    textures = cached_samples(args.textures, lambda: extract_photo_textures(args.ckpt, photos, root, args.resolution),
+                              PhotoTextures)  # fmt: skip
     coverage = rasterize_uv_layout(MorphableModel.ict(), args.resolution).coverage
     count = len(textures.keys)
     full = weighted_pca(textures.albedo, textures.weight, coverage, min(args.max_components, count - 1))
     components = components_for(full.explained, args.explained)
     pca = TexturePCA(full.mean, full.basis[:components], full.variances[:components], full.explained[:components])
     save_texture_pca(pca, args.output)
-    record = {
-        "command": "python scripts/build_portrait_texture_prior.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "photos": {
-            "folders": ["pairs/A", "single"],
-            "found": len(photos),
-            "used": count,
-            "skipped": [{"photo": key, "reason": reason} for key, reason in textures.skipped],
-        },
-        "resolution": args.resolution,
-        "components": components,
-        "explained_variance": round(float(pca.explained[-1]), 4),
-        "checkpoint": str(args.ckpt),
-        "mean_skin_rgb": [round(float(v), 4) for v in pca.mean[:, args.resolution // 2, args.resolution // 2]],
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    with atomic_write(Path(args.output).with_suffix(".json"), "w") as handle:
-        handle.write(json.dumps(record, indent=2) + "\n")
+    command = "python scripts/build_portrait_texture_prior.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    write_provenance(
+        args.output, command, photos, count, textures.skipped, resolution=args.resolution, components=components,
+        explained_variance=round(float(pca.explained[-1]), 4), checkpoint=str(args.ckpt),
+        mean_skin_rgb=[round(float(v), 4) for v in pca.mean[:, args.resolution // 2, args.resolution // 2]],
+        seconds=round(time.perf_counter() - started, 1),
+    )
     print(f"{args.output}: {components} components explain {float(pca.explained[-1]):.1%} of the variance of "
           f"{count} photo textures ({len(textures.skipped)} photos skipped)")  # fmt: skip
     return 0

@@ -40,6 +40,7 @@ from fastganfit.perception.landmarks import DlibLandmarker
 from fastganfit.reconstruction.losses import GANFitLoss
 from fastganfit.regression.checkpoint import build_fast_ganfit_module, load_fast_ganfit
 from fastganfit.regression.module import FastGANFitModule
+from fastganfit.regression.regressor import face_colour_features
 
 REPO = Path(__file__).resolve().parent.parent
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
@@ -127,11 +128,15 @@ def test_checkpoint_errors_name_the_file_and_the_problem(tmp_path: Path) -> None
 # ---------------------------------------------------------------------------------------------- optimisation
 
 
-def test_regress_gives_the_checkpoints_regressor_output(module, faces, shape_bias) -> None:
+def test_regress_gives_the_checkpoints_regressor_output(module, faces, shape_bias, checkpoint) -> None:
     params = regress(module, *faces)
     assert params.batch_size == 2
     assert torch.allclose(params.shape, shape_bias.expand(2, -1))
-    assert torch.equal(params.texture, torch.zeros_like(params.texture))  # untouched zero heads: mean texture
+    assert module.colour_map is not None  # the shipped colour map fits the default texture model: it gives the texture
+    target = module.graph.target(*faces)
+    assert torch.allclose(params.texture, module.colour_map(face_colour_features(target.image, target.landmarks))[0])
+    heads = load_fast_ganfit(checkpoint, values={"colour_map": None})
+    assert torch.equal(regress(heads, *faces).texture, torch.zeros_like(params.texture))  # zero heads: mean texture
 
 
 def test_refinement_lowers_each_stages_objective_and_only_moves_its_groups(module, faces) -> None:

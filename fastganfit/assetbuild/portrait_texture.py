@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -25,9 +27,12 @@ from torch import Tensor
 from fastganfit.fitting.photo_texture import detail_scale, photo_texture_extractor
 from fastganfit.fitting.photo_uv_shards import batches, photo_items
 from fastganfit.fitting.pipeline import FitOptions, Reconstructor
+from fastganfit.io.atomic import atomic_write
 from fastganfit.perception.landmarks import DlibLandmarker
 from fastganfit.regression.checkpoint import load_fast_ganfit
 from fastganfit.texture.photo_uv import pull_push_fill
+
+Samples = TypeVar("Samples")
 
 #: The public-domain folders of the shared portraits (README: a derived model may ship).
 PUBLIC_DOMAIN_FOLDERS = ("pairs/A", "single")
@@ -86,6 +91,58 @@ def portrait_photos(portraits: str | Path) -> list[Path]:
     return photos
 
 
+def skip_recorder(skipped: list[tuple[str, str]], root: str | Path) -> Callable[[str, str], None]:
+    """A ``skip(source, reason)`` callback appending ``(source relative to root, reason)`` to ``skipped``."""
+
+    def skip(source: str, reason: str) -> None:
+        skipped.append((str(Path(source).relative_to(root)), reason))
+
+    return skip
+
+
+def colour_photos(photos: Sequence[Path], skip: Callable[[str, str], None]) -> list[str]:
+    """The ``photos`` in colour (:func:`colour_score` at least :data:`MIN_COLOUR_SCORE`); greyscale ones go to
+    ``skip``."""
+    coloured = []
+    for path in photos:
+        score = colour_score(path)
+        if score < MIN_COLOUR_SCORE:
+            skip(str(path), f"greyscale (colour score {score:.1f} < {MIN_COLOUR_SCORE})")
+        else:
+            coloured.append(str(path))
+    return coloured
+
+
+def cached_samples(path: str | Path | None, make: Callable[[], Samples], kind: Callable[..., Samples]) -> Samples:
+    """``kind(**torch.load(path))`` when ``path`` names a file (samples kept by an earlier build), else ``make()``,
+    kept in ``path`` when one is given (a dataclass of tensors and lists)."""
+    if path is not None and Path(path).is_file():
+        return kind(**torch.load(path))
+    samples = make()
+    if path is not None:
+        torch.save(dict(vars(samples)), path)
+    return samples
+
+
+def write_provenance(output: str | Path, command: str, photos: Sequence[Path], used: int,
+                     skipped: Sequence[tuple[str, str]], **fields: object) -> dict:  # fmt: skip
+    """Write ``<output>.json``, an asset's provenance (the command, the photos found, used and skipped with their
+    reasons, and ``fields``), atomically; returns the record."""
+    record = {
+        "command": command,
+        "photos": {
+            "folders": list(PUBLIC_DOMAIN_FOLDERS),
+            "found": len(photos),
+            "used": used,
+            "skipped": [{"photo": key, "reason": reason} for key, reason in skipped],
+        },
+        **fields,
+    }
+    with atomic_write(Path(output).with_suffix(".json"), "w") as handle:
+        handle.write(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def extract_photo_textures(
     ckpt: str | Path,
     photos: Sequence[Path],
@@ -103,17 +160,8 @@ def extract_photo_textures(
     extractor = photo_texture_extractor(graph, resolution, light="brightness")
     skipped: list[tuple[str, str]] = []
     keys, albedos, weights = [], [], []
-
-    def skip(source: str, reason: str) -> None:
-        skipped.append((str(Path(source).relative_to(root)), reason))
-
-    coloured = []
-    for path in photos:
-        score = colour_score(path)
-        if score < MIN_COLOUR_SCORE:
-            skip(str(path), f"greyscale (colour score {score:.1f} < {MIN_COLOUR_SCORE})")
-        else:
-            coloured.append(str(path))
+    skip = skip_recorder(skipped, root)
+    coloured = colour_photos(photos, skip)
     items = photo_items(runner, coloured, 0, 1, detail_scale(resolution, runner.crop_size), skip)
     for index, batch in enumerate(batches(items, batch_size)):
         crops = torch.stack([item.crop for item in batch]).to(graph.device)

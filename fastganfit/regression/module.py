@@ -37,6 +37,7 @@ from fastganfit.reconstruction.graph import FaceReconstructionGraph, Reconstruct
 from fastganfit.reconstruction.losses import GANFitLoss
 from fastganfit.reconstruction.panels import PANELS_PER_ROW, reconstruction_panels
 from fastganfit.reconstruction.vertex_error import vertex_error_mm
+from fastganfit.regression.colour_map import AUTO, resolve_colour_map
 from fastganfit.regression.exposure import match_exposure
 from fastganfit.regression.lr_schedule import learning_rate_scheduler
 from fastganfit.regression.regressor import Regressor, face_colour_features
@@ -109,7 +110,11 @@ class FastGANFitModule(L.LightningModule):
     best projects the mean face's landmarks onto the input's); ``False``: the head predicts the camera itself.
     ``exposure_match``: :meth:`predict` (what fit.py, evaluate.py and GANFit++ start from) scales the regressed
     light's brightness to the photo's (:func:`~fastganfit.regression.exposure.match_exposure`); the training and
-    validation losses see the heads' own light.
+    validation losses see the heads' own light. ``colour_map``: :meth:`predict` takes the texture latent and the light
+    from a linear map of the face's colour fitted on real colour photos (:mod:`fastganfit.regression.colour_map`;
+    greyscale photos keep the heads' texture and exposure-matched light): ``"auto"`` the shipped portrait map where
+    it fits the graph's texture model and lighting, a path to a map file, or ``None``; training and validation see
+    the heads.
     ``train_heads``: the regressor heads that learn (default: shape, expression, camera for ``align``,
     all for ``full``); the others keep their weights (zero output: mean texture, ambient light). The identity head
     never learns: its map was fitted on more rendered faces than a training set holds, and Adam's steps of about the
@@ -136,6 +141,7 @@ class FastGANFitModule(L.LightningModule):
         train_heads: Sequence[str] | None = None,
         landmark_camera: bool = True,
         exposure_match: bool = True,
+        colour_map: str | Path | None = AUTO,
         init_checkpoint: str | Path | None = None,
         log_images_every_n_steps: int = 200,
         num_logged_images: int = 4,
@@ -158,9 +164,11 @@ class FastGANFitModule(L.LightningModule):
         self.hparams["scheduler"] = factory_description(scheduler)
         self.hparams["train_heads"] = heads
         self.hparams["init_checkpoint"] = None if init_checkpoint is None else str(init_checkpoint)
+        self.hparams["colour_map"] = None if colour_map is None else str(colour_map)
         self.graph = graph
         self.regressor = regressor
         self.loss = loss
+        self.colour_map = resolve_colour_map(colour_map, graph)
         if init_checkpoint is not None:
             self.regressor.load_state_dict(load_regressor_weights(init_checkpoint))
         for group in (self.regressor.heads, self.regressor.landmark_heads):
@@ -193,10 +201,19 @@ class FastGANFitModule(L.LightningModule):
         return graph.render(params, target)
 
     def predict(self, crop: Tensor, crop_landmarks: Tensor) -> FaceParams:
-        """The parameters of :meth:`reconstruct`, with the exposure match when ``exposure_match`` (class docstring):
-        the regression fit.py and the benchmarks use."""
+        """The parameters of :meth:`reconstruct` with the exposure match when ``exposure_match``, and the texture and
+        light of the colour map when there is one, except on greyscale photos (class docstring): the regression fit.py
+        and the benchmarks use."""
         result = self.reconstruct(crop, crop_landmarks)
-        return match_exposure(self.graph, result) if self.hparams.exposure_match else result.params
+        params = match_exposure(self.graph, result) if self.hparams.exposure_match else result.params
+        if self.colour_map is None:
+            return params
+        texture, light = self.colour_map(face_colour_features(result.target.image, result.target.landmarks))
+        coloured = torch.ones_like(texture[:, :1], dtype=torch.bool)
+        if result.target.greyscale is not None:  # the map is fitted on colour photos: grey ones keep the heads'
+            coloured = ~result.target.greyscale[:, None]
+        return replace(params, texture=torch.where(coloured, texture, params.texture),
+                       light=torch.where(coloured, light, params.light))  # fmt: skip
 
     def objective(
         self, result: Reconstruction, batch: dict[str, Any] | None = None
