@@ -38,10 +38,13 @@ def save_checkpoint(path: Path, model_config: Mapping[str, Any], regressor_weigh
     return path
 
 
-def write_tiny_checkpoint(path: Path, experiment: str = "fast_align") -> FastGANFitModule:
-    """Build ``experiment``'s module at test size (64 px crops and renders), save it to ``path`` (untrained
-    regressor: the landmark prior's shape and expression, mean texture, camera from the landmarks) and return it."""
-    config = tiny_model_config(experiment)
+def write_tiny_checkpoint(
+    path: Path, experiment: str = "fast_align", overrides: Sequence[str] = ()
+) -> FastGANFitModule:
+    """Build ``experiment``'s module at test size (64 px crops and renders) with train.py ``overrides`` (e.g.
+    ``model.colour_map=null``), save it to ``path`` (untrained regressor: the landmark prior's shape and expression,
+    mean texture, camera from the landmarks) and return it."""
+    config = tiny_model_config(experiment, [*TINY_MODEL_OVERRIDES, *overrides])
     module = instantiate(config, _convert_="all")
     save_checkpoint(path, config, module.regressor.state_dict())
     return module
