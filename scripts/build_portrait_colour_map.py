@@ -8,7 +8,8 @@ photos only, and the first ``--synthetic-faces`` white-lit faces of the syntheti
 training set, rendered by ``make demo``), which weigh as much in all as the photos (``--synthetic-weight``).
 ``CKPT``: a FastGANFit checkpoint with the default texture model and lighting (the demo's: ``make demo``); it supplies
 each face's geometry and the colour stage's start. Writes the ``.npz`` and, next to it,
-``<name>.json`` with its provenance: the photos used and skipped, the fit's residual, the command. See
+``<name>.json`` with its provenance: the photos used and skipped, the synthetic faces, the share of the photos'
+fitted values' variance the map explains, the command. See
 docs/textures.md, :mod:`fastganfit.assetbuild.portrait_colour` and :mod:`fastganfit.regression.colour_map`.
 """
 
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     root = Path(args.portraits)
     photos = portrait_photos(root)[: args.limit]
-    samples = cached_samples(args.samples, lambda: colour_samples(args.ckpt, photos, root, args.steps), ColourSamples)
-    graph = load_fast_ganfit(args.ckpt, values={"colour_map": None}).graph
-    synthetic = synthetic_samples(graph, args.synthetic, args.synthetic_faces)
+    module = load_fast_ganfit(args.ckpt, values={"colour_map": None})
+    samples = cached_samples(args.samples, lambda: colour_samples(module, photos, root, args.steps), ColourSamples)
+    synthetic = synthetic_samples(module.graph, args.synthetic, args.synthetic_faces)
     photo_count, synthetic_count = len(samples.keys), len(synthetic.colour)
     synthetic_each = args.synthetic_weight * photo_count / synthetic_count
     sample_weight = torch.cat([torch.ones(photo_count), torch.full((synthetic_count,), synthetic_each)])

@@ -1,7 +1,7 @@
 """The samples of the portrait colour map (``model.colour_map``, :mod:`fastganfit.regression.colour_map`), from the
 public-domain official portraits (``pairs/A`` and ``single``, colour photos only; never ``pairs/B`` or ``extra``).
 
-Each face is detected and regressed by a FastGANFit checkpoint (without a colour map: its heads and the exposure
+Each face is detected and regressed by a FastGANFit module (without a colour map: its heads and the exposure
 match), then GANFit++'s ``colour`` stage (conf/fit/refine.yaml: texture and light against the pixels, with the light
 colour and intensity priors) runs alone for ``steps`` steps from there. A sample is the face's colour features (what
 the regressor's colour heads read) and the fitted texture latent and light: what the map learns to predict.
@@ -31,15 +31,15 @@ from fastganfit.fitting.pipeline import FitOptions, Reconstructor
 from fastganfit.fitting.settings import FitSettings
 from fastganfit.perception.landmarks import DlibLandmarker
 from fastganfit.reconstruction.graph import FaceReconstructionGraph
-from fastganfit.regression.checkpoint import load_fast_ganfit
 from fastganfit.regression.colour_map import texture_fingerprint
+from fastganfit.regression.module import FastGANFitModule
 from fastganfit.regression.regressor import face_colour_features
-from fastganfit.render.lighting import light_colour
+from fastganfit.render.lighting import light_tint
 
 #: GANFit++'s colour stage alone (conf/fit/refine.yaml), with this many steps by default.
 COLOUR_STEPS = 100
-#: Synthetic faces whose light is tinted by more than this (percent, ``100 ||c / mean(c) - 1||`` of its colour on a
-#: white surface) are left out: the portraits are white-balanced, and a linear map of the skin's mean colour cannot
+#: Synthetic faces whose light is tinted by more than this (percent, :func:`~fastganfit.render.lighting.light_tint`)
+#: are left out: the portraits are white-balanced, and a linear map of the skin's mean colour cannot
 #: tell a tint from a skin tone.
 MAX_SYNTHETIC_TINT = 3.0
 
@@ -94,8 +94,7 @@ def synthetic_samples(
         if texture.shape != (sizes.texture,) or light.shape != (sizes.light,):
             raise ValueError(f"synthetic shards {urls}: texture [{texture.shape[0]}] and light [{light.shape[0]}], the "
                              f"model's are [{sizes.texture}] and [{sizes.light}]")  # fmt: skip
-        colour = light_colour(graph.renderer.lighting, light[None].to(graph.device))[0]
-        if 100 * torch.linalg.vector_norm(colour / colour.mean() - 1) > MAX_SYNTHETIC_TINT:
+        if light_tint(graph.renderer.lighting, light[None].to(graph.device))[0] > MAX_SYNTHETIC_TINT:
             continue
         textures.append(texture)
         lights.append(light)
@@ -121,16 +120,17 @@ def colour_stage_settings(steps: int = COLOUR_STEPS) -> FitSettings:
 
 
 def colour_samples(
-    ckpt: str | Path,
+    module: FastGANFitModule,
     photos: Sequence[Path],
     root: str | Path,
     steps: int = COLOUR_STEPS,
     batch_size: int = 8,
-    device: str = "cpu",
     log: Callable[[str], None] = print,
 ) -> ColourSamples:
-    """Regress every colour photo's face with ``ckpt``, fit its texture and light with the colour stage (module doc)."""
-    module = load_fast_ganfit(str(ckpt), torch.device(device), values={"colour_map": None})
+    """Regress every colour photo's face with ``module`` (loaded without a colour map: ``load_fast_ganfit(ckpt,
+    values={"colour_map": None})``), fit its texture and light with the colour stage (module doc)."""
+    if module.colour_map is not None:
+        raise ValueError("colour_samples: the module has a colour map; load it with values={'colour_map': None}")
     graph = module.graph
     settings = colour_stage_settings(steps)
     options = FitOptions(start="regressor", batch_size=batch_size, progress=False, faces="largest")

@@ -5,7 +5,7 @@
   a just-noticeable difference; 10 is a clearly different skin tone.
 * :func:`light_chroma_error`: how far the predicted light's colour is from the true one, intensity aside:
   ``100 ||c_p / mean(c_p) - c_t / mean(c_t)||_2`` (percent) with ``c`` the mean colour the light gives a white
-  surface over the front hemisphere of normals (:func:`light_colour`).
+  surface over the front hemisphere of normals (:func:`~fastganfit.render.lighting.light_colour`).
 * :func:`masked_delta_e`: mean delta-E between two images over a mask (the render against the photo over the
   rendered face, for photos without ground truth); :func:`visible_skin_texels` the UV skin compared on photos.
 * :func:`chroma`, :func:`lightness`, :func:`hue`, :func:`light_chroma`: a picture's skin chroma, lightness and hue,
@@ -26,7 +26,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from torch import Tensor
 
 from fastganfit.facemodel.morphable import MorphableModel
-from fastganfit.render.lighting import light_colour
+from fastganfit.render.lighting import light_tint
 from fastganfit.texture.procedural import ProceduralTexture
 from fastganfit.texture.uv_layout import rasterize_uv_layout
 
@@ -101,11 +101,8 @@ def hue(images: Tensor, mask: Tensor) -> np.ndarray:
 
 
 def light_chroma(lighting: torch.nn.Module, light: Tensor) -> np.ndarray:
-    """``[B]`` percent: ``100 ||c / mean(c) - 1||`` of the light's colour ``c`` (:func:`light_colour`): 0 for a
-    white (grey) light; a warm studio light is about 10-20."""
-    colour = light_colour(lighting, light)
-    relative = colour / colour.mean(dim=1, keepdim=True).clamp(min=1e-6)
-    return (100.0 * torch.linalg.vector_norm(relative - 1.0, dim=1)).detach().cpu().numpy()
+    """``[B]`` percent, as numbers: :func:`~fastganfit.render.lighting.light_tint` (0 for a white light)."""
+    return light_tint(lighting, light).detach().cpu().numpy()
 
 
 def albedo_delta_e(predicted: Tensor, truth: Tensor, texels: Tensor) -> np.ndarray:
@@ -118,7 +115,7 @@ def albedo_delta_e(predicted: Tensor, truth: Tensor, texels: Tensor) -> np.ndarr
 
 def light_chroma_error(predicted: Tensor, truth: Tensor) -> np.ndarray:
     """``[B]`` percent: ``100 ||c_p / mean(c_p) - c_t / mean(c_t)||_2`` of light colours ``[B, 3]``
-    (:func:`light_colour`); 0 when the two lights differ only in intensity."""
+    (:func:`~fastganfit.render.lighting.light_colour`); 0 when the two lights differ only in intensity."""
     if predicted.shape != truth.shape or predicted.ndim != 2 or predicted.shape[1] != 3:
         raise ValueError(f"light_chroma_error: expected two [B, 3] colours, got {list(predicted.shape)} and "
                          f"{list(truth.shape)}")

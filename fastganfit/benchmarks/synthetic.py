@@ -31,7 +31,6 @@ from fastganfit.benchmarks.colour import (
     albedo_delta_e,
     front_skin_texels,
     light_chroma_error,
-    light_colour,
     masked_delta_e,
 )
 from fastganfit.benchmarks.figures import cumulative_error_curves, error_colours, error_map_grid
@@ -45,6 +44,7 @@ from fastganfit.geometry.closest_point import TriangleMesh
 from fastganfit.params import FaceParams
 from fastganfit.regression.component_values import ComponentRequest
 from fastganfit.regression.module import FastGANFitModule
+from fastganfit.render.lighting import light_colour
 from fastganfit.render.vertex_colours import render_vertex_colours
 from fastganfit.texture.procedural import ProceduralTexture
 
@@ -101,7 +101,7 @@ def reconstruction_methods(module: FastGANFitModule, refine_settings: FitSetting
 @dataclass
 class ColourTruth:
     """The colour ground truth of a batch: UV albedo ``texture [B, 3, R, R]``, the skin ``texels [1, 1, R, R]`` it is
-    scored on and the light's colour ``light [B, 3]`` (:func:`~fastganfit.benchmarks.colour.light_colour`)."""
+    scored on and the light's colour ``light [B, 3]`` (:func:`~fastganfit.render.lighting.light_colour`)."""
 
     texture: torch.Tensor
     texels: torch.Tensor

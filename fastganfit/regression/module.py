@@ -209,11 +209,12 @@ class FastGANFitModule(L.LightningModule):
         if self.colour_map is None:
             return params
         texture, light = self.colour_map(face_colour_features(result.target.image, result.target.landmarks))
-        coloured = torch.ones_like(texture[:, :1], dtype=torch.bool)
-        if result.target.greyscale is not None:  # the map is fitted on colour photos: grey ones keep the heads'
-            coloured = ~result.target.greyscale[:, None]
-        return replace(params, texture=torch.where(coloured, texture, params.texture),
-                       light=torch.where(coloured, light, params.light))  # fmt: skip
+        grey = result.target.greyscale
+        if grey is None:
+            return replace(params, texture=texture, light=light)
+        grey = grey[:, None]  # the map is fitted on colour photos: greyscale ones keep the heads'
+        return replace(params, texture=torch.where(grey, params.texture, texture),
+                       light=torch.where(grey, params.light, light))  # fmt: skip
 
     def objective(
         self, result: Reconstruction, batch: dict[str, Any] | None = None

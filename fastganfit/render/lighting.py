@@ -174,3 +174,11 @@ def light_colour(lighting: nn.Module, light: torch.Tensor, count: int = HEMISPHE
     view = light.new_tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand_as(normals)
     shaded = lighting.shade(torch.ones_like(normals), normals, view, light)
     return shaded.mean(dim=(2, 3))
+
+
+def light_tint(lighting: nn.Module, light: torch.Tensor) -> torch.Tensor:
+    """``[B]`` percent: ``100 ||c / mean(c) - 1||`` of the light's colour ``c`` (:func:`light_colour`) for ``light
+    [B, L]``: 0 for a white (grey) light; a warm studio light is about 10-20."""
+    colour = light_colour(lighting, light)
+    relative = colour / colour.mean(dim=1, keepdim=True).clamp(min=1e-6)
+    return 100.0 * torch.linalg.vector_norm(relative - 1.0, dim=1)
